@@ -1,0 +1,69 @@
+/**
+ * The `tufota` command line. `run` takes the arguments and an IO object and
+ * returns an exit code, so tests drive it in-process exactly as a user would.
+ */
+import { Command, CommanderError } from 'commander';
+import { TufotaError, describeError } from '../errors.js';
+import { logger } from '../log.js';
+import { processIO, type CliIO } from './context.js';
+import { registerInit } from './init.js';
+import { registerPublish } from './publish.js';
+import { registerStatus } from './status.js';
+import { registerTargets } from './targets.js';
+import { VerificationFailed, registerVerify } from './verify.js';
+
+const log = logger.child({ module: 'cli' });
+
+export function buildProgram(io: CliIO): Command {
+  const program = new Command('tufota')
+    .description('a TUF repository for over-the-air updates')
+    .option('--dir <folder>', 'repository folder', 'repo')
+    .option('--keys <folder>', 'key folder', 'keys')
+    .option(
+      '--passphrase-file <file>',
+      'read key passphrases from this file (else TUFOTA_PASSPHRASE, else a prompt)',
+    )
+    .option('--json', 'print results as JSON')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+    });
+  registerInit(program, io);
+  registerTargets(program, io);
+  registerPublish(program, io);
+  registerStatus(program, io);
+  registerVerify(program, io);
+  for (const cmd of program.commands) {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+/** Runs one command; 0 on success, 1 on failure, 2 on a usage error. */
+export async function run(
+  argv: string[],
+  io: CliIO = processIO,
+): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version end through here too, with exit code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof VerificationFailed) return 1;
+    if (err instanceof TufotaError) {
+      io.err(`error: ${err.message}\n`);
+      log.info({ code: err.code }, 'command failed');
+      return 1;
+    }
+    io.err(`error: ${describeError(err)}\n`);
+    log.error({ err }, 'command failed unexpectedly');
+    return 1;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Where passphrases come from: a file (`--passphrase-file`), the
+ * `TUFOTA_PASSPHRASE` environment variable for automation, or a prompt on the
+ * terminal. Passphrases are never logged and never written anywhere.
+ */
+import { readFileSync } from 'node:fs';
+import { BadInputError, NoPassphraseError } from '../errors.js';
+
+export interface PassphraseSource {
+  /** A passphrase to seal newly generated keys with. */
+  forNewKeys(): Promise<string>;
+  /**
+   * A passphrase to try on one key file. `attempt` starts at 0; a source
+   * that cannot offer another attempt returns undefined.
+   */
+  forKey(label: string, attempt: number): Promise<string | undefined>;
+}
+
+/** One fixed passphrase for every key, from a file or the environment. */
+export class FixedPassphrase implements PassphraseSource {
+  readonly #value: string;
+
+  constructor(value: string) {
+    if (value.length === 0) {
+      throw new BadInputError('the passphrase is empty');
+    }
+    this.#value = value;
+  }
+
+  forNewKeys(): Promise<string> {
+    return Promise.resolve(this.#value);
+  }
+
+  forKey(_label: string, attempt: number): Promise<string | undefined> {
+    return Promise.resolve(attempt === 0 ? this.#value : undefined);
+  }
+}
+
+/** The passphrase in a file: its first line, without the line ending. */
+export function passphraseFromFile(path: string): FixedPassphrase {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BadInputError(`cannot read passphrase file ${path}`, {
+      cause: err,
+    });
+  }
+  const firstLine = text.split(/\r?\n/, 1)[0] ?? '';
+  if (firstLine.length === 0) {
+    throw new BadInputError(`passphrase file ${path} is empty`);
+  }
+  return new FixedPassphrase(firstLine);
+}
+
+/** Asks on the terminal; new keys get the passphrase asked twice. */
+export class PromptPassphrase implements PassphraseSource {
+  readonly #tries: number;
+  #last?: string;
+
+  constructor(tries = 3) {
+    this.#tries = tries;
+  }
+
+  async forNewKeys(): Promise<string> {
+    const password = await loadPrompt();
+    for (;;) {
+      const first = await password({
+        message: 'Passphrase for the new keys:',
+        mask: true,
+      });
+      if (first.length < 8) {
+        process.stderr.write('Use at least 8 characters.\n');
+        continue;
+      }
+      const second = await password({ message: 'Again:', mask: true });
+      if (first === second) return first;
+      process.stderr.write('The two passphrases differ; try again.\n');
+    }
+  }
+
+  async forKey(label: string, attempt: number): Promise<string | undefined> {
+    // The passphrase that opened the previous key is tried first, since one
+    // person usually unlocks several of their own keys in a row.
+    if (attempt === 0 && this.#last !== undefined) return this.#last;
+    const asked = this.#last !== undefined ? attempt - 1 : attempt;
+    if (asked >= this.#tries) return undefined;
+    const password = await loadPrompt();
+    this.#last = await password({
+      message: `Passphrase for ${label}:`,
+      mask: true,
+    });
+    return this.#last;
+  }
+}
+
+async function loadPrompt(): Promise<
+  (opts: { message: string; mask: boolean }) => Promise<string>
+> {
+  if (!process.stdin.isTTY) {
+    throw new NoPassphraseError(
+      'a passphrase is needed but there is no terminal to ask on; ' +
+        'set TUFOTA_PASSPHRASE or pass --passphrase-file',
+    );
+  }
+  const mod = await import('@inquirer/password');
+  return mod.default;
+}
+
+/**
+ * The source a command uses: an explicit file first, then the environment,
+ * then the terminal.
+ */
+export function passphraseSource(options: {
+  passphraseFile?: string;
+  env?: NodeJS.ProcessEnv;
+}): PassphraseSource {
+  if (options.passphraseFile) return passphraseFromFile(options.passphraseFile);
+  const fromEnv = (options.env ?? process.env).TUFOTA_PASSPHRASE;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    return new FixedPassphrase(fromEnv);
+  }
+  return new PromptPassphrase();
+}

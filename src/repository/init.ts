@@ -1,0 +1,365 @@
+/**
+ * Creating a repository: keys for every role, and version 1 of every role in
+ * the layout of docs/architecture.md, signed and published in one step.
+ */
+import type { Key } from '../tuf/models.js';
+import {
+  DelegatedRole,
+  Role,
+  Delegations,
+  MetaFile,
+  Metadata,
+  Root,
+  Snapshot,
+  Targets,
+  Timestamp,
+} from '../tuf/models.js';
+
+import { access, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, BadInputError } from '../errors.js';
+import {
+  InMemorySigner,
+  generatePrivateKey,
+  type KeyType,
+} from '../keys/keygen.js';
+import type { DEFAULT_SCRYPT } from '../keys/keyfile.js';
+import { readKeyFile, writeKeyFile } from '../keys/keyfile.js';
+import { Keyring } from '../keys/keyring.js';
+import type { PassphraseSource } from '../keys/passphrase.js';
+import {
+  binLayout,
+  binName,
+  binPrefixes,
+  type BinLayout,
+} from '../tuf/bins.js';
+import {
+  DEFAULT_EXPIRY,
+  expiresAt,
+  expiryKeyFor,
+  type ExpiryPolicies,
+} from '../tuf/expiry.js';
+import { SPEC_VERSION } from '../tuf/metadata.js';
+import {
+  DELEGATED_PATHS,
+  RELEASES,
+  ROLLOUTS,
+  ROOT,
+  SNAPSHOT,
+  TARGETS,
+  TIMESTAMP,
+} from '../tuf/roles.js';
+import { Layout, writeConfig } from './layout.js';
+import {
+  signWithThresholds,
+  snapshotMetaFor,
+  writePublication,
+} from './publish.js';
+
+/** The roles a new repository has keys for, in the order they are made. */
+export const KEYED_ROLES = [
+  ROOT,
+  TARGETS,
+  RELEASES,
+  ROLLOUTS,
+  SNAPSHOT,
+  TIMESTAMP,
+] as const;
+export type KeyedRole = (typeof KEYED_ROLES)[number];
+
+export const DEFAULT_KEY_COUNTS: Record<KeyedRole, number> = {
+  root: 3,
+  targets: 2,
+  releases: 1,
+  rollouts: 1,
+  snapshot: 1,
+  timestamp: 1,
+};
+
+export const DEFAULT_THRESHOLDS: Record<KeyedRole, number> = {
+  root: 2,
+  targets: 1,
+  releases: 1,
+  rollouts: 1,
+  snapshot: 1,
+  timestamp: 1,
+};
+
+export interface InitOptions {
+  dir: string;
+  keysDir: string;
+  passphrases: PassphraseSource;
+  keyTypes?: Partial<Record<KeyedRole, KeyType>>;
+  keyCounts?: Partial<Record<KeyedRole, number>>;
+  thresholds?: Partial<Record<KeyedRole, number>>;
+  /** Existing key files whose public keys a role uses instead of new keys. */
+  existingKeys?: Partial<Record<KeyedRole, string[]>>;
+  expiry?: Partial<ExpiryPolicies>;
+  bins?: number;
+  now?: Date;
+  /** scrypt cost for new key files; tests lower it. */
+  scrypt?: typeof DEFAULT_SCRYPT;
+}
+
+export interface CreatedKey {
+  role: KeyedRole;
+  keyid: string;
+  keyType: string;
+  /** The key file, for keys made here. */
+  path?: string;
+}
+
+export interface InitResult {
+  layout: Layout;
+  keys: CreatedKey[];
+  bins?: BinLayout;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function isKeyedRole(value: string): value is KeyedRole {
+  return (KEYED_ROLES as readonly string[]).includes(value);
+}
+
+export async function initRepository(
+  options: InitOptions,
+): Promise<InitResult> {
+  const layout = new Layout(options.dir);
+  const now = options.now ?? new Date();
+  const expiry: ExpiryPolicies = { ...DEFAULT_EXPIRY, ...options.expiry };
+  const bins =
+    options.bins !== undefined ? binLayout(options.bins, RELEASES) : undefined;
+
+  // Check everything a user gave before generating or writing anything.
+  if (await exists(layout.config)) {
+    throw new AlreadyExistsError(
+      `${layout.root} is already a tufota repository (${layout.config} exists)`,
+    );
+  }
+  if (await exists(layout.metadataFile('timestamp.json'))) {
+    throw new AlreadyExistsError(
+      `${layout.metadata} already holds a published repository`,
+    );
+  }
+  const counts = { ...DEFAULT_KEY_COUNTS, ...options.keyCounts };
+  const thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
+  const existing: Partial<Record<KeyedRole, Key[]>> = {};
+  for (const role of KEYED_ROLES) {
+    const files = options.existingKeys?.[role] ?? [];
+    const keys: Key[] = [];
+    for (const file of files) {
+      const key = (await readKeyFile(file)).key;
+      if (keys.some((k) => k.keyID === key.keyID)) {
+        throw new BadInputError(
+          `key ${key.keyID.slice(0, 8)} (${file}) is given twice for ${role}`,
+        );
+      }
+      keys.push(key);
+    }
+    existing[role] = keys;
+    if (files.length > 0 && options.keyCounts?.[role] === undefined) {
+      counts[role] = files.length;
+    }
+  }
+  for (const role of KEYED_ROLES) {
+    const count = counts[role];
+    const threshold = thresholds[role];
+    if (!Number.isInteger(count) || count < 1 || count > 64) {
+      throw new BadInputError(
+        `${role}: key count must be 1 to 64, got ${count}`,
+      );
+    }
+    if (!Number.isInteger(threshold) || threshold < 1) {
+      throw new BadInputError(
+        `${role}: threshold must be a whole number of at least 1, got ${threshold}`,
+      );
+    }
+    if (threshold > count) {
+      throw new BadInputError(
+        `${role}: threshold ${threshold} is above its key count ${count}; ` +
+          'the role could never be signed',
+      );
+    }
+    if ((existing[role]?.length ?? 0) > count) {
+      throw new BadInputError(
+        `${role}: ${existing[role]?.length} existing keys given for ${count} keys`,
+      );
+    }
+  }
+
+  const keyring = await Keyring.open(options.keysDir, options.passphrases);
+  const passphrase = await options.passphrases.forNewKeys();
+  await mkdir(options.keysDir, { recursive: true, mode: 0o700 });
+
+  const created: CreatedKey[] = [];
+  const roleKeys = {} as Record<KeyedRole, Key[]>;
+  for (const role of KEYED_ROLES) {
+    const keys = [...(existing[role] ?? [])];
+    for (const key of keys) {
+      created.push({ role, keyid: key.keyID, keyType: key.scheme });
+    }
+    const type = options.keyTypes?.[role] ?? 'ed25519';
+    while (keys.length < counts[role]) {
+      const privateKey = generatePrivateKey(type);
+      const signer = new InMemorySigner(privateKey);
+      const path = join(
+        options.keysDir,
+        `${role}-${keys.length + 1}-${signer.key.keyID.slice(0, 8)}.json`,
+      );
+      await writeKeyFile(
+        path,
+        `${role} key ${keys.length + 1}`,
+        privateKey,
+        passphrase,
+        options.scrypt,
+      );
+      keyring.addSigner(signer);
+      keys.push(signer.key);
+      created.push({ role, keyid: signer.key.keyID, keyType: type, path });
+    }
+    roleKeys[role] = keys;
+  }
+
+  const expires = (role: string) =>
+    expiresAt(now, expiry[expiryKeyFor(role)].period);
+  const keyMap = (keys: Key[]) =>
+    Object.fromEntries(keys.map((k) => [k.keyID, k]));
+  const roleOf = (role: KeyedRole) =>
+    new Role({
+      keyIDs: roleKeys[role].map((k) => k.keyID),
+      threshold: thresholds[role],
+    });
+
+  const root = new Metadata(
+    new Root({
+      version: 1,
+      specVersion: SPEC_VERSION,
+      expires: expires(ROOT),
+      consistentSnapshot: true,
+      keys: keyMap(KEYED_ROLES.filter(isTopLevel).flatMap((r) => roleKeys[r])),
+      roles: {
+        root: roleOf(ROOT),
+        targets: roleOf(TARGETS),
+        snapshot: roleOf(SNAPSHOT),
+        timestamp: roleOf(TIMESTAMP),
+      },
+    }),
+  );
+
+  const delegated = (role: KeyedRole) =>
+    new DelegatedRole({
+      name: role,
+      keyIDs: roleKeys[role].map((k) => k.keyID),
+      threshold: thresholds[role],
+      terminating: true,
+      paths: DELEGATED_PATHS[role],
+    });
+  const targetsRoles = new Map<string, Metadata<Targets>>();
+  const newTargets = (role: string, delegations?: Delegations) =>
+    new Metadata(
+      new Targets({
+        version: 1,
+        specVersion: SPEC_VERSION,
+        expires: expires(role),
+        delegations,
+      }),
+    );
+  targetsRoles.set(
+    TARGETS,
+    newTargets(
+      TARGETS,
+      new Delegations({
+        keys: keyMap([...roleKeys.releases, ...roleKeys.rollouts]),
+        roles: { releases: delegated(RELEASES), rollouts: delegated(ROLLOUTS) },
+      }),
+    ),
+  );
+
+  let releaseDelegations: Delegations | undefined;
+  if (bins) {
+    // Bins are signed by the releases keys: one team owns all images, and
+    // bins exist only to keep each signed file small.
+    const roles: Record<string, DelegatedRole> = {};
+    for (let i = 0; i < bins.count; i++) {
+      const name = binName(bins, i);
+      roles[name] = new DelegatedRole({
+        name,
+        keyIDs: roleKeys.releases.map((k) => k.keyID),
+        threshold: thresholds.releases,
+        terminating: true,
+        pathHashPrefixes: binPrefixes(bins, i),
+      });
+      targetsRoles.set(name, newTargets(name));
+    }
+    releaseDelegations = new Delegations({
+      keys: keyMap(roleKeys.releases),
+      roles,
+    });
+  }
+  targetsRoles.set(RELEASES, newTargets(RELEASES, releaseDelegations));
+  targetsRoles.set(ROLLOUTS, newTargets(ROLLOUTS));
+
+  const rootTrust = {
+    keys: roleKeys.root,
+    threshold: thresholds.root,
+  };
+  await signWithThresholds(ROOT, root, keyring, [rootTrust]);
+  const trustOf = (role: KeyedRole) => ({
+    keys: roleKeys[role],
+    threshold: thresholds[role],
+  });
+  for (const [role, md] of targetsRoles) {
+    const owner: KeyedRole = isKeyedRole(role) ? role : RELEASES;
+    await signWithThresholds(role, md, keyring, [trustOf(owner)]);
+  }
+
+  const snapshot = new Metadata(
+    new Snapshot({
+      version: 1,
+      specVersion: SPEC_VERSION,
+      expires: expires(SNAPSHOT),
+      meta: Object.fromEntries(
+        [...targetsRoles.keys()].map((r) => [
+          `${r}.json`,
+          new MetaFile({ version: 1 }),
+        ]),
+      ),
+    }),
+  );
+  await signWithThresholds(SNAPSHOT, snapshot, keyring, [trustOf(SNAPSHOT)]);
+  const timestamp = new Metadata(
+    new Timestamp({
+      version: 1,
+      specVersion: SPEC_VERSION,
+      expires: expires(TIMESTAMP),
+      snapshotMeta: snapshotMetaFor(snapshot),
+    }),
+  );
+  await signWithThresholds(TIMESTAMP, timestamp, keyring, [trustOf(TIMESTAMP)]);
+
+  await mkdir(layout.state, { recursive: true });
+  await mkdir(layout.targets, { recursive: true });
+  await writePublication(layout, {
+    root,
+    targets: targetsRoles,
+    snapshot,
+    timestamp,
+  });
+  // The settings file marks the folder as a repository; it goes last so a
+  // run cut short can simply be run again.
+  await writeConfig(layout, { expiry, bins });
+  return { layout, keys: created, bins };
+}
+
+function isTopLevel(role: KeyedRole): boolean {
+  return (
+    role === ROOT || role === TARGETS || role === SNAPSHOT || role === TIMESTAMP
+  );
+}

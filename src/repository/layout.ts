@@ -1,0 +1,104 @@
+/**
+ * Where things live in a repository folder, and its settings file.
+ *
+ *   metadata/           published metadata, served as static files
+ *   targets/            target files under consistent-snapshot names
+ *   .tufota/config.json settings: expiry policies, hashed bins
+ *   .tufota/drafts/     unsigned next versions of changed roles
+ *   .tufota/lock        the writer lock
+ *
+ * Only metadata/ and targets/ are for clients; a server must not serve the
+ * rest.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CorruptMetadataError, NotARepositoryError } from '../errors.js';
+import type { BinLayout } from '../tuf/bins.js';
+import {
+  DEFAULT_EXPIRY,
+  EXPIRY_KEYS,
+  type ExpiryPolicies,
+} from '../tuf/expiry.js';
+import { writeFileAtomic } from './atomic.js';
+
+export class Layout {
+  readonly root: string;
+  readonly metadata: string;
+  readonly targets: string;
+  readonly state: string;
+  readonly drafts: string;
+  readonly config: string;
+  readonly lock: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.metadata = join(root, 'metadata');
+    this.targets = join(root, 'targets');
+    this.state = join(root, '.tufota');
+    this.drafts = join(this.state, 'drafts');
+    this.config = join(this.state, 'config.json');
+    this.lock = join(this.state, 'lock');
+  }
+
+  metadataFile(name: string): string {
+    return join(this.metadata, name);
+  }
+
+  draftFile(role: string): string {
+    return join(this.drafts, `${role}.json`);
+  }
+}
+
+export interface RepositoryConfig {
+  expiry: ExpiryPolicies;
+  bins?: BinLayout;
+}
+
+export async function readConfig(layout: Layout): Promise<RepositoryConfig> {
+  let raw: string;
+  try {
+    raw = await readFile(layout.config, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotARepositoryError(
+        `${layout.root} is not a tufota repository (no ${layout.config}); ` +
+          'create one with "tufota init"',
+      );
+    }
+    throw err;
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    throw new CorruptMetadataError(`${layout.config} is not valid JSON`, {
+      cause: err,
+    });
+  }
+  const config = doc as { tufota_repository?: number } & RepositoryConfig;
+  if (config.tufota_repository !== 1 || typeof config.expiry !== 'object') {
+    throw new CorruptMetadataError(
+      `${layout.config} is not a version 1 tufota repository config`,
+    );
+  }
+  const expiry = { ...DEFAULT_EXPIRY };
+  for (const key of EXPIRY_KEYS) {
+    const policy = config.expiry[key];
+    if (
+      policy &&
+      Number.isFinite(policy.period) &&
+      Number.isFinite(policy.refreshWindow)
+    ) {
+      expiry[key] = policy;
+    }
+  }
+  return { expiry, bins: config.bins };
+}
+
+export async function writeConfig(
+  layout: Layout,
+  config: RepositoryConfig,
+): Promise<void> {
+  const doc = { tufota_repository: 1, ...config };
+  await writeFileAtomic(layout.config, JSON.stringify(doc, null, 2) + '\n');
+}

@@ -1,0 +1,364 @@
+/**
+ * Publishing: every changed role gets a new version signed by the keys the
+ * keyring holds for it, then a new snapshot and timestamp. Everything is
+ * signed and its thresholds checked in memory before the first byte is
+ * written, and files go out in the order clients read them backwards:
+ * targets roles, snapshot, root, and `timestamp.json` last. A client only
+ * reaches new files through the new timestamp, so a publish cut off at any
+ * point leaves the previous publication whole.
+ */
+import {
+  MetaFile,
+  Metadata,
+  Root,
+  Snapshot,
+  Targets,
+  Timestamp,
+} from '@tufjs/models';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { BadInputError, UnsignedMetadataError } from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
+import { logger } from '../log.js';
+import {
+  expiresAt,
+  expiryKeyFor,
+  msUntil,
+  type ExpiryPolicies,
+} from '../tuf/expiry.js';
+import {
+  addSignature,
+  requireThreshold,
+  roleKeysFor,
+  serializeMetadata,
+  verifyRole,
+  type AnySigned,
+  type RoleKeys,
+} from '../tuf/metadata.js';
+import { ROOT, SNAPSHOT, TIMESTAMP } from '../tuf/roles.js';
+import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
+import { checkpoint } from './faults.js';
+import type { Layout } from './layout.js';
+import type { Repository } from './repository.js';
+
+const log = logger.child({ module: 'repository/publish' });
+
+/**
+ * Signs `md` afresh with every available key any of `trust` names, then
+ * checks each threshold. A new root passes `trust` twice: the previous
+ * root's root role and its own.
+ */
+export async function signWithThresholds(
+  role: string,
+  md: Metadata<AnySigned>,
+  keyring: Keyring | undefined,
+  trust: RoleKeys[],
+): Promise<void> {
+  md.signatures = {};
+  const keyids = trust.flatMap((t) => t.keys.map((k) => k.keyID));
+  const signers = keyring ? await keyring.signersFor(keyids) : [];
+  for (const signer of signers) await addSignature(md, signer);
+  for (const t of trust) {
+    const result = verifyRole(role, md, t);
+    if (!result.verified) {
+      log.warn(
+        {
+          role,
+          threshold: result.threshold,
+          signed: result.signed.length,
+          missing: result.unsigned,
+        },
+        'refusing to publish a role below its threshold',
+      );
+    }
+    requireThreshold(result);
+  }
+}
+
+/** What one publication writes; `root` only when root changes. */
+export interface Publication {
+  root?: Metadata<Root>;
+  targets: Map<string, Metadata<Targets>>;
+  snapshot: Metadata<Snapshot>;
+  timestamp: Metadata<Timestamp>;
+}
+
+/** Writes a publication in the order that keeps clients safe. */
+export async function writePublication(
+  layout: Layout,
+  pub: Publication,
+): Promise<void> {
+  await mkdir(layout.metadata, { recursive: true });
+  const file = (name: string) => layout.metadataFile(name);
+
+  for (const [role, md] of pub.targets) {
+    await checkpoint(`publish:${role}`);
+    await writeFileAtomic(
+      file(`${md.signed.version}.${role}.json`),
+      serializeMetadata(md),
+      { deferDirSync: true },
+    );
+  }
+  await checkpoint('publish:snapshot');
+  await writeFileAtomic(
+    file(`${pub.snapshot.signed.version}.snapshot.json`),
+    serializeMetadata(pub.snapshot),
+    { deferDirSync: true },
+  );
+  await fsyncDir(layout.metadata);
+
+  if (pub.root) {
+    // A new root is visible to clients the moment it exists (they probe for
+    // N+1.root.json), so it goes after everything it may need.
+    await checkpoint('publish:root');
+    const bytes = serializeMetadata(pub.root);
+    await writeFileAtomic(file(`${pub.root.signed.version}.root.json`), bytes, {
+      deferDirSync: true,
+    });
+    await writeFileAtomic(file('root.json'), bytes);
+  }
+
+  // The versioned timestamp is history for auditors; clients only ever
+  // read timestamp.json, replaced here last and in one rename.
+  await checkpoint('publish:timestamp');
+  const tsBytes = serializeMetadata(pub.timestamp);
+  await writeFileAtomic(
+    file(`${pub.timestamp.signed.version}.timestamp.json`),
+    tsBytes,
+    { deferDirSync: true },
+  );
+  await writeFileAtomic(file('timestamp.json'), tsBytes);
+  await checkpoint('publish:done');
+}
+
+/** A snapshot MetaFile for the timestamp: version, length and sha256. */
+export function snapshotMetaFor(md: Metadata<Snapshot>): MetaFile {
+  const bytes = serializeMetadata(md);
+  return new MetaFile({
+    version: md.signed.version,
+    length: bytes.length,
+    hashes: { sha256: createHash('sha256').update(bytes).digest('hex') },
+  });
+}
+
+export interface PublishOptions {
+  /** Roles to re-sign as a new version even without changes. */
+  resign?: string[];
+  now?: Date;
+}
+
+export interface PublishResult {
+  published: boolean;
+  /** Role name to its new version. */
+  versions: Record<string, number>;
+  /** Drafts that were dropped because they changed nothing. */
+  unchanged: string[];
+}
+
+function withinRefresh(
+  expires: string,
+  role: string,
+  expiry: ExpiryPolicies,
+  now: Date,
+): boolean {
+  return msUntil(expires, now) <= expiry[expiryKeyFor(role)].refreshWindow;
+}
+
+function sameContent(a: Targets, b: Targets): boolean {
+  // Version and expiry are set at signing; only what they list matters.
+  const strip = (t: Targets) => {
+    const json = t.toJSON();
+    delete json.version;
+    delete json.expires;
+    return JSON.stringify(json);
+  };
+  return strip(a) === strip(b);
+}
+
+/**
+ * Publishes the drafts of `repo`, plus new snapshot and timestamp versions.
+ * With nothing changed, only online roles inside their refresh window are
+ * re-signed; with nothing due either, nothing is written.
+ */
+export async function publish(
+  repo: Repository,
+  options: PublishOptions = {},
+): Promise<PublishResult> {
+  const now = options.now ?? new Date();
+  const expiry = repo.config.expiry;
+  const resign = new Set(options.resign ?? []);
+  for (const role of resign) {
+    if (
+      role !== ROOT &&
+      role !== SNAPSHOT &&
+      role !== TIMESTAMP &&
+      repo.publishedVersion(role) === undefined
+    ) {
+      throw new BadInputError(`--resign ${role}: no such published role`);
+    }
+  }
+  const expires = (role: string) =>
+    expiresAt(now, expiry[expiryKeyFor(role)].period);
+
+  // Which targets roles get a new version.
+  const unchanged: string[] = [];
+  const changedTargets: string[] = [];
+  for (const role of repo.pendingRoles()) {
+    const draft = await repo.workingTargets(role);
+    const published =
+      repo.publishedVersion(role) !== undefined
+        ? (await repo.publishedTargets(role)).signed
+        : undefined;
+    if (published && !resign.has(role) && sameContent(draft, published)) {
+      unchanged.push(role);
+      continue;
+    }
+    changedTargets.push(role);
+  }
+  for (const role of resign) {
+    if (role !== ROOT && role !== SNAPSHOT && role !== TIMESTAMP) {
+      if (!changedTargets.includes(role)) changedTargets.push(role);
+    }
+  }
+
+  // Root: re-signed only on request here; root edits are signing events.
+  let newRoot: Metadata<Root> | undefined;
+  if (resign.has(ROOT)) {
+    const current = repo.root.signed;
+    newRoot = new Metadata(
+      new Root({
+        keys: current.keys,
+        roles: current.roles,
+        consistentSnapshot: current.consistentSnapshot,
+        specVersion: current.specVersion,
+        unrecognizedFields: current.unrecognizedFields,
+        version: current.version + 1,
+        expires: expires(ROOT),
+      }),
+    );
+    const oldKeys = roleKeysFor(current, ROOT) as RoleKeys;
+    const newKeys = roleKeysFor(newRoot.signed, ROOT) as RoleKeys;
+    await signWithThresholds(ROOT, newRoot, repo.keyring, [oldKeys, newKeys]);
+  }
+  const root = newRoot?.signed ?? repo.root.signed;
+
+  const snapshotDue =
+    changedTargets.length > 0 ||
+    resign.has(SNAPSHOT) ||
+    withinRefresh(repo.snapshot.signed.expires, SNAPSHOT, expiry, now);
+  const timestampDue =
+    snapshotDue ||
+    newRoot !== undefined ||
+    resign.has(TIMESTAMP) ||
+    withinRefresh(repo.timestamp.signed.expires, TIMESTAMP, expiry, now);
+
+  if (!timestampDue) {
+    await repo.forgetPublishedDrafts(unchanged, new Map());
+    return { published: false, versions: {}, unchanged };
+  }
+
+  // Sign every changed targets role; all thresholds are checked before any
+  // file is written, so one role short of signatures stops the whole run.
+  const targets = new Map<string, Metadata<Targets>>();
+  const failures: UnsignedMetadataError[] = [];
+  for (const role of changedTargets.sort()) {
+    const working = await repo.workingTargets(role);
+    const version = (repo.publishedVersion(role) ?? 0) + 1;
+    const md = new Metadata(
+      new Targets({
+        version,
+        expires: expires(role),
+        specVersion: working.specVersion,
+        targets: working.targets,
+        delegations: working.delegations,
+        unrecognizedFields: working.unrecognizedFields,
+      }),
+    );
+    try {
+      await signWithThresholds(role, md, repo.keyring, [
+        await repo.workingTrust(role, root),
+      ]);
+    } catch (err) {
+      if (err instanceof UnsignedMetadataError) {
+        failures.push(err);
+        continue;
+      }
+      throw err;
+    }
+    targets.set(role, md);
+  }
+  if (failures.length > 0) {
+    const first = failures[0];
+    throw new UnsignedMetadataError(
+      first.role,
+      failures.map((f) => f.message).join('\n'),
+      failures.flatMap((f) => f.missing),
+    );
+  }
+
+  const meta = { ...repo.snapshot.signed.meta };
+  for (const [role, md] of targets) {
+    meta[`${role}.json`] = new MetaFile({ version: md.signed.version });
+  }
+  const snapshot = snapshotDue
+    ? new Metadata(
+        new Snapshot({
+          version: repo.snapshot.signed.version + 1,
+          expires: expires(SNAPSHOT),
+          specVersion: repo.snapshot.signed.specVersion,
+          meta,
+        }),
+      )
+    : repo.snapshot;
+  if (snapshotDue) {
+    await signWithThresholds(SNAPSHOT, snapshot, repo.keyring, [
+      roleKeysFor(root, SNAPSHOT) as RoleKeys,
+    ]);
+  }
+  const timestamp = new Metadata(
+    new Timestamp({
+      version: repo.timestamp.signed.version + 1,
+      expires: expires(TIMESTAMP),
+      specVersion: repo.timestamp.signed.specVersion,
+      snapshotMeta: snapshotMetaFor(snapshot),
+    }),
+  );
+  await signWithThresholds(TIMESTAMP, timestamp, repo.keyring, [
+    roleKeysFor(root, TIMESTAMP) as RoleKeys,
+  ]);
+
+  await cleanTemporaries(repo.layout);
+  await writePublication(repo.layout, {
+    root: newRoot,
+    targets,
+    snapshot: snapshotDue ? snapshot : repo.snapshot,
+    timestamp,
+  });
+  // Only once timestamp.json is in place are the drafts spent.
+  await repo.forgetPublishedDrafts([...changedTargets, ...unchanged], targets);
+  await repo.reload();
+
+  const versions: Record<string, number> = {};
+  for (const [role, md] of targets) versions[role] = md.signed.version;
+  if (newRoot) versions[ROOT] = newRoot.signed.version;
+  if (snapshotDue) versions[SNAPSHOT] = snapshot.signed.version;
+  versions[TIMESTAMP] = timestamp.signed.version;
+  log.info({ versions }, 'published');
+  return { published: true, versions, unchanged };
+}
+
+/** Removes temporary files a killed writer left in metadata/. */
+async function cleanTemporaries(layout: Layout): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(layout.metadata);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith(TEMP_PREFIX)) {
+      log.info({ file: name }, 'removing a temporary file left by a crash');
+      await unlink(layout.metadataFile(name)).catch(() => undefined);
+    }
+  }
+}

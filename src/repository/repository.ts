@@ -1,0 +1,633 @@
+/**
+ * The repository as its writer sees it: the published metadata, verified as
+ * it is loaded, and the unsigned drafts of roles changed since.
+ *
+ * Trusted state and load order. The published root is walked from
+ * `1.root.json` up, each version checked against the one before and itself.
+ * `timestamp.json` is checked against that root, the snapshot against the
+ * timestamp's hashes and the root, and each targets role (loaded only when
+ * needed) against its delegator. Nothing that fails a check is ever re-signed:
+ * a tampered published file stops every write until it is dealt with.
+ * Expiry is not checked on load, since refreshing expired roles is a writer's
+ * job.
+ */
+import type { Metadata } from '@tufjs/models';
+import {
+  MetadataKind,
+  Targets,
+  type Root,
+  type Snapshot,
+  type TargetFile,
+  type Timestamp,
+} from '@tufjs/models';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
+import {
+  CorruptMetadataError,
+  NoDelegationError,
+  NotFoundError,
+  TufotaError,
+} from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
+import { logger } from '../log.js';
+import { binIndexFor, binName } from '../tuf/bins.js';
+import { checkTargetPath } from '../tuf/paths.js';
+import {
+  parseMetadata,
+  requireThreshold,
+  roleKeysFor,
+  verifyRole,
+  type RoleKeys,
+} from '../tuf/metadata.js';
+import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
+import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { Layout, readConfig, type RepositoryConfig } from './layout.js';
+import { RepositoryLock } from './lock.js';
+import { importTarget } from './target-import.js';
+
+const log = logger.child({ module: 'repository' });
+
+export interface OpenOptions {
+  /** Take the writer lock; needed for any change. */
+  lock?: boolean;
+  keyring?: Keyring;
+}
+
+export interface TargetInput {
+  source: string;
+  path: string;
+  custom?: Record<string, unknown>;
+}
+
+export interface ListedTarget {
+  role: string;
+  target: TargetFile;
+  /** True when the entry is in a draft not yet published. */
+  pending: boolean;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from(
+    { length: Math.min(limit, items.length) },
+    async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i], i);
+      }
+    },
+  );
+  await Promise.all(workers);
+  return out;
+}
+
+export { mapLimit };
+
+async function readBytes(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new CorruptMetadataError(`${what} is missing (${path})`, {
+        cause: err,
+      });
+    }
+    throw new CorruptMetadataError(`cannot read ${what} (${path})`, {
+      cause: err,
+    });
+  }
+}
+
+function checkedVersion(
+  md: { signed: { version: number } },
+  expected: number,
+  what: string,
+): void {
+  if (md.signed.version !== expected) {
+    throw new CorruptMetadataError(
+      `${what} has version ${md.signed.version}, expected ${expected}`,
+    );
+  }
+}
+
+export class Repository {
+  readonly layout: Layout;
+  readonly config: RepositoryConfig;
+  readonly keyring?: Keyring;
+  readonly #lock?: RepositoryLock;
+
+  #roots: Metadata<Root>[] = [];
+  #timestamp!: Metadata<Timestamp>;
+  #snapshot!: Metadata<Snapshot>;
+  readonly #published = new Map<string, Metadata<Targets>>();
+  readonly #drafts = new Map<string, Targets>();
+  #draftNames = new Set<string>();
+  readonly #unsaved = new Set<string>();
+
+  private constructor(
+    layout: Layout,
+    config: RepositoryConfig,
+    keyring: Keyring | undefined,
+    lock: RepositoryLock | undefined,
+  ) {
+    this.layout = layout;
+    this.config = config;
+    this.keyring = keyring;
+    this.#lock = lock;
+  }
+
+  /** Opens a published repository; with `lock`, as its only writer. */
+  static async open(
+    dir: string,
+    options: OpenOptions = {},
+  ): Promise<Repository> {
+    const layout = new Layout(dir);
+    const config = await readConfig(layout);
+    const lock = options.lock ? new RepositoryLock(layout.lock) : undefined;
+    await lock?.acquire();
+    const repo = new Repository(layout, config, options.keyring, lock);
+    try {
+      await repo.#loadPublished();
+      await repo.#scanDrafts();
+    } catch (err) {
+      await lock?.release();
+      throw err;
+    }
+    return repo;
+  }
+
+  async close(): Promise<void> {
+    await this.#lock?.release();
+  }
+
+  // ---- published state -------------------------------------------------
+
+  get root(): Metadata<Root> {
+    return this.#roots[this.#roots.length - 1];
+  }
+
+  /** Every published root, version 1 first. */
+  get rootHistory(): readonly Metadata<Root>[] {
+    return this.#roots;
+  }
+
+  get timestamp(): Metadata<Timestamp> {
+    return this.#timestamp;
+  }
+
+  get snapshot(): Metadata<Snapshot> {
+    return this.#snapshot;
+  }
+
+  async #loadPublished(): Promise<void> {
+    // Specification 5.3: every root version is checked by its predecessor's
+    // keys and threshold and by its own.
+    const roots: Metadata<Root>[] = [];
+    for (let version = 1; ; version++) {
+      const name = `${version}.root.json`;
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(this.layout.metadataFile(name));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
+        throw new CorruptMetadataError(`cannot read ${name}`, { cause: err });
+      }
+      const md = parseMetadata(MetadataKind.Root, bytes, name);
+      checkedVersion(md, version, name);
+      const previous = roots[roots.length - 1] ?? md;
+      for (const trusted of [previous, md]) {
+        const keys = roleKeysFor(trusted.signed, ROOT);
+        if (!keys) throw new CorruptMetadataError(`${name} has no root role`);
+        this.#requireSigned(ROOT, md, keys, name);
+      }
+      roots.push(md);
+    }
+    if (roots.length === 0) {
+      throw new CorruptMetadataError(
+        `no published root in ${this.layout.metadata} (1.root.json is missing)`,
+      );
+    }
+    this.#roots = roots;
+
+    // Specification 5.4 and 5.5: timestamp, then the snapshot it names.
+    const tsBytes = await readBytes(
+      this.layout.metadataFile('timestamp.json'),
+      'timestamp.json',
+    );
+    const timestamp = parseMetadata(
+      MetadataKind.Timestamp,
+      tsBytes,
+      'timestamp.json',
+    );
+    this.#requireSigned(
+      TIMESTAMP,
+      timestamp,
+      this.#rootKeys(TIMESTAMP),
+      'timestamp.json',
+    );
+    const snapMeta = timestamp.signed.snapshotMeta;
+    const snapName = `${snapMeta.version}.snapshot.json`;
+    const snapBytes = await readBytes(
+      this.layout.metadataFile(snapName),
+      snapName,
+    );
+    try {
+      snapMeta.verify(snapBytes);
+    } catch (err) {
+      throw new CorruptMetadataError(
+        `${snapName} does not match the length or hashes in timestamp.json`,
+        { cause: err },
+      );
+    }
+    const snapshot = parseMetadata(MetadataKind.Snapshot, snapBytes, snapName);
+    checkedVersion(snapshot, snapMeta.version, snapName);
+    this.#requireSigned(SNAPSHOT, snapshot, this.#rootKeys(SNAPSHOT), snapName);
+    this.#timestamp = timestamp;
+    this.#snapshot = snapshot;
+  }
+
+  #rootKeys(role: string): RoleKeys {
+    const keys = roleKeysFor(this.root.signed, role);
+    if (!keys) {
+      throw new CorruptMetadataError(`the published root has no ${role} role`);
+    }
+    return keys;
+  }
+
+  #requireSigned(
+    role: string,
+    md: Metadata<Root | Targets | Snapshot | Timestamp>,
+    keys: RoleKeys,
+    source: string,
+  ): void {
+    try {
+      requireThreshold(verifyRole(role, md, keys));
+    } catch (err) {
+      throw new CorruptMetadataError(
+        `published ${source} fails its signature check: ` +
+          (err instanceof Error ? err.message : String(err)),
+        { cause: err },
+      );
+    }
+  }
+
+  /** The published version of a targets role, as the snapshot lists it. */
+  publishedVersion(role: string): number | undefined {
+    return this.#snapshot.signed.meta[`${role}.json`]?.version;
+  }
+
+  /** Names of every targets role the snapshot lists. */
+  publishedRoles(): string[] {
+    return Object.keys(this.#snapshot.signed.meta).map((n) =>
+      n.replace(/\.json$/, ''),
+    );
+  }
+
+  /** Loads and verifies the published version of a targets role. */
+  async publishedTargets(role: string): Promise<Metadata<Targets>> {
+    const cached = this.#published.get(role);
+    if (cached) return cached;
+    const version = this.publishedVersion(role);
+    if (version === undefined) {
+      throw new NotFoundError(`role ${role} is not in the published snapshot`);
+    }
+    const name = `${version}.${role}.json`;
+    const bytes = await readBytes(this.layout.metadataFile(name), name);
+    const md = parseMetadata(MetadataKind.Targets, bytes, name);
+    checkedVersion(md, version, name);
+    const trusted =
+      role === TARGETS
+        ? this.#rootKeys(TARGETS)
+        : await this.#publishedTrust(role);
+    this.#requireSigned(role, md, trusted, name);
+    this.#published.set(role, md);
+    return md;
+  }
+
+  async #publishedTrust(role: string): Promise<RoleKeys> {
+    const parent = await this.delegatorOf(role, 'published');
+    const keys = roleKeysFor(
+      (await this.publishedTargets(parent)).signed,
+      role,
+    );
+    if (!keys) {
+      throw new CorruptMetadataError(`${parent} does not delegate to ${role}`);
+    }
+    return keys;
+  }
+
+  // ---- drafts --------------------------------------------------------------
+
+  async #scanDrafts(): Promise<void> {
+    let names: string[] = [];
+    try {
+      names = await readdir(this.layout.drafts);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    this.#draftNames = new Set(
+      names
+        .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
+        .map((n) => n.slice(0, -'.json'.length)),
+    );
+  }
+
+  /** Roles with changes not yet published. */
+  pendingRoles(): string[] {
+    return [...new Set([...this.#draftNames, ...this.#unsaved])].sort();
+  }
+
+  hasDraft(role: string): boolean {
+    return this.#draftNames.has(role) || this.#drafts.has(role);
+  }
+
+  async #loadDraft(role: string): Promise<Targets | undefined> {
+    const loaded = this.#drafts.get(role);
+    if (loaded) return loaded;
+    if (!this.#draftNames.has(role)) return undefined;
+    const path = this.layout.draftFile(role);
+    let signed: Targets;
+    try {
+      signed = Targets.fromJSON(
+        JSON.parse(await readFile(path, 'utf8')) as Parameters<
+          typeof Targets.fromJSON
+        >[0],
+      );
+    } catch (err) {
+      throw new CorruptMetadataError(
+        `draft ${path} is unreadable; remove it with "tufota discard ${role}"`,
+        { cause: err },
+      );
+    }
+    this.#drafts.set(role, signed);
+    return signed;
+  }
+
+  /**
+   * The role as the next publish would sign it: its draft if there is one,
+   * else the published version.
+   */
+  async workingTargets(role: string): Promise<Targets> {
+    return (
+      (await this.#loadDraft(role)) ??
+      (await this.publishedTargets(role)).signed
+    );
+  }
+
+  /** A draft to change: a copy of the published role if none exists yet. */
+  async #editable(role: string): Promise<Targets> {
+    const draft = await this.#loadDraft(role);
+    if (draft) return draft;
+    const copy = Targets.fromJSON(
+      (await this.publishedTargets(role)).signed.toJSON(),
+    );
+    this.#drafts.set(role, copy);
+    return copy;
+  }
+
+  /** Writes every draft changed in memory. */
+  async saveDrafts(): Promise<void> {
+    if (this.#unsaved.size === 0) return;
+    await mkdir(this.layout.drafts, { recursive: true });
+    for (const role of this.#unsaved) {
+      const draft = this.#drafts.get(role);
+      if (!draft) continue;
+      await writeFileAtomic(
+        this.layout.draftFile(role),
+        JSON.stringify(draft.toJSON()),
+        { deferDirSync: true },
+      );
+      this.#draftNames.add(role);
+    }
+    await fsyncDir(this.layout.drafts);
+    this.#unsaved.clear();
+  }
+
+  /** Drops drafts: the named roles, or all of them. */
+  async discardDrafts(roles?: string[]): Promise<string[]> {
+    const names = roles ?? this.pendingRoles();
+    for (const role of names) {
+      if (!this.hasDraft(role) && !this.#unsaved.has(role)) {
+        throw new NotFoundError(`${role} has no draft`);
+      }
+    }
+    for (const role of names) {
+      await unlink(this.layout.draftFile(role)).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      });
+      this.#drafts.delete(role);
+      this.#draftNames.delete(role);
+      this.#unsaved.delete(role);
+    }
+    if (names.length > 0)
+      await fsyncDir(this.layout.drafts).catch(() => undefined);
+    return names;
+  }
+
+  /** @internal Used by publishing once a draft has gone out. */
+  async forgetPublishedDrafts(
+    roles: string[],
+    published: Map<string, Metadata<Targets>>,
+  ): Promise<void> {
+    for (const role of roles) {
+      await unlink(this.layout.draftFile(role)).catch(() => undefined);
+      this.#drafts.delete(role);
+      this.#draftNames.delete(role);
+      this.#unsaved.delete(role);
+    }
+    for (const [role, md] of published) this.#published.set(role, md);
+    if (roles.length > 0)
+      await fsyncDir(this.layout.drafts).catch(() => undefined);
+  }
+
+  /** @internal Reloads the published state after a publish. */
+  async reload(): Promise<void> {
+    await this.#loadPublished();
+    for (const [role, md] of this.#published) {
+      if (this.publishedVersion(role) !== md.signed.version) {
+        this.#published.delete(role);
+      }
+    }
+  }
+
+  // ---- delegation tree ---------------------------------------------------
+
+  #binParentOf(role: string): string | undefined {
+    const bins = this.config.bins;
+    if (bins && role.startsWith(`${bins.parent}-bin-`)) return bins.parent;
+    return undefined;
+  }
+
+  /**
+   * The role that delegates to `role`. Bins are known from the settings;
+   * any other role is looked up through the delegation tree from targets.
+   */
+  async delegatorOf(
+    role: string,
+    from: 'published' | 'working' = 'working',
+  ): Promise<string> {
+    const binParent = this.#binParentOf(role);
+    if (binParent) return binParent;
+    const get = (name: string) =>
+      from === 'published'
+        ? this.publishedTargets(name).then((m) => m.signed)
+        : this.workingTargets(name);
+    const queue = [TARGETS];
+    const seen = new Set<string>();
+    while (queue.length > 0) {
+      const parent = queue.shift() as string;
+      if (seen.has(parent)) continue;
+      seen.add(parent);
+      const children = (await get(parent)).delegations?.roles ?? {};
+      if (role in children) return parent;
+      for (const child of Object.keys(children)) {
+        if (!this.#binParentOf(child)) queue.push(child);
+      }
+    }
+    throw new NotFoundError(`no role delegates to ${role}`);
+  }
+
+  /** The keys and threshold the working delegator assigns to `role`. */
+  async workingTrust(role: string, root: Root): Promise<RoleKeys> {
+    if (role === TARGETS) {
+      const keys = roleKeysFor(root, TARGETS);
+      if (!keys) throw new CorruptMetadataError('root has no targets role');
+      return keys;
+    }
+    const parent = await this.delegatorOf(role);
+    const keys = roleKeysFor(await this.workingTargets(parent), role);
+    if (!keys)
+      throw new NotFoundError(`${parent} does not delegate to ${role}`);
+    return keys;
+  }
+
+  /**
+   * The role a target path belongs in: the delegation chain a client would
+   * follow for it, down to the last role that delegates no further.
+   */
+  async ownerOf(path: string): Promise<string> {
+    checkTargetPath(path);
+    let role = TARGETS;
+    for (let depth = 0; depth < 32; depth++) {
+      const bins = this.config.bins;
+      if (bins && role === bins.parent) {
+        return binName(bins, binIndexFor(bins, path));
+      }
+      const signed = await this.workingTargets(role);
+      const delegated = Object.values(signed.delegations?.roles ?? {});
+      const next = delegated.find((d) => d.isDelegatedPath(path));
+      if (next) {
+        role = next.name;
+        continue;
+      }
+      if (role === TARGETS) {
+        const patterns = delegated
+          .map((d) => `${d.name}: ${(d.paths ?? []).join(' ')}`)
+          .join('; ');
+        throw new NoDelegationError(
+          `no role is trusted for target path "${path}" (${patterns})`,
+        );
+      }
+      return role;
+    }
+    throw new NoDelegationError(`delegations for "${path}" nest too deep`);
+  }
+
+  // ---- targets -------------------------------------------------------------
+
+  /**
+   * Copies files into the repository and lists them in the roles that own
+   * their paths. Nothing is listed unless every file was copied: a bad file
+   * in a batch leaves the drafts as they were.
+   */
+  async addTargets(
+    inputs: readonly TargetInput[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ role: string; target: TargetFile; replaced: boolean }[]> {
+    const seen = new Set<string>();
+    const owners: string[] = [];
+    for (const input of inputs) {
+      if (seen.has(input.path)) {
+        throw new TufotaError(
+          'BAD_INPUT',
+          `target path ${input.path} is given twice`,
+        );
+      }
+      seen.add(input.path);
+      owners.push(await this.ownerOf(input.path));
+    }
+    let done = 0;
+    const dirs = new Set<string>();
+    // A few copies at once keep the disk busy while hashing runs; more only
+    // add memory.
+    const imported = await mapLimit(inputs, 8, async (input) => {
+      const result = await importTarget(
+        this.layout.targets,
+        input.source,
+        input.path,
+        input.custom,
+      );
+      result.dirs.forEach((d) => dirs.add(d));
+      onProgress?.(++done, inputs.length);
+      return result.target;
+    });
+    for (const dir of dirs) await fsyncDir(dir);
+
+    const out = [];
+    for (let i = 0; i < imported.length; i++) {
+      const role = owners[i];
+      const draft = await this.#editable(role);
+      const target = imported[i];
+      const replaced = target.path in draft.targets;
+      draft.targets[target.path] = target;
+      this.#unsaved.add(role);
+      out.push({ role, target, replaced });
+    }
+    await this.saveDrafts();
+    log.info({ count: out.length }, 'targets added to drafts');
+    return out;
+  }
+
+  /**
+   * Unlists a target. The file stays in targets/: published versions that
+   * list it remain valid for clients that hold them.
+   */
+  async removeTarget(path: string): Promise<string> {
+    const role = await this.ownerOf(path);
+    const working = await this.workingTargets(role);
+    if (!(path in working.targets)) {
+      throw new NotFoundError(`target ${path} is not listed in ${role}`);
+    }
+    const draft = await this.#editable(role);
+    delete draft.targets[path];
+    this.#unsaved.add(role);
+    await this.saveDrafts();
+    return role;
+  }
+
+  /** Every target of every role, as the next publish would sign them. */
+  async listTargets(): Promise<ListedTarget[]> {
+    const names = new Set([...this.publishedRoles(), ...this.pendingRoles()]);
+    const out: ListedTarget[] = [];
+    for (const role of [...names].sort()) {
+      const signed = await this.workingTargets(role);
+      const pending = this.hasDraft(role);
+      for (const target of Object.values(signed.targets)) {
+        out.push({ role, target, pending });
+      }
+    }
+    return out.sort((a, b) => a.target.path.localeCompare(b.target.path));
+  }
+
+  /** The hex sha256 of a published file, for callers that report it. */
+  static sha256(bytes: Buffer): string {
+    return createHash('sha256').update(bytes).digest('hex');
+  }
+}

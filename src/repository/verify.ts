@@ -1,0 +1,321 @@
+/**
+ * Checks a published repository the way a client would, starting from
+ * `1.root.json` and trusting nothing else: the root chain, timestamp,
+ * snapshot, every targets role reached through delegations, expiry, and
+ * every listed target file's length and hashes. Unlike a client it does not
+ * stop at the first fault; it lists every problem it finds.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeError } from '../errors.js';
+import {
+  parseMetadata,
+  roleKeysFor,
+  verifyRole,
+  type AnySigned,
+  type RoleKeys,
+} from '../tuf/metadata.js';
+import {
+  MetadataKind,
+  type DelegatedRole,
+  type Metadata,
+  type Root,
+  type TargetFile,
+  type Targets,
+} from '../tuf/models.js';
+import { consistentTargetPath } from '../tuf/paths.js';
+import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
+import { Layout } from './layout.js';
+import { mapLimit } from './repository.js';
+
+export interface VerifyReport {
+  ok: boolean;
+  problems: string[];
+  rootVersion: number;
+  roles: number;
+  targets: number;
+  targetBytes: number;
+}
+
+export interface VerifyOptions {
+  now?: Date;
+  /** Skip hashing target files (metadata checks only). */
+  skipTargets?: boolean;
+}
+
+async function tryRead(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function hashFile(
+  path: string,
+): Promise<{ length: number; sha256: string; sha512: string } | undefined> {
+  const sha256 = createHash('sha256');
+  const sha512 = createHash('sha512');
+  let length = 0;
+  try {
+    for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+      sha256.update(chunk);
+      sha512.update(chunk);
+      length += chunk.length;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return { length, sha256: sha256.digest('hex'), sha512: sha512.digest('hex') };
+}
+
+export async function verifyRepository(
+  dir: string,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const layout = new Layout(dir);
+  const now = options.now ?? new Date();
+  const problems: string[] = [];
+  const report: VerifyReport = {
+    ok: false,
+    problems,
+    rootVersion: 0,
+    roles: 0,
+    targets: 0,
+    targetBytes: 0,
+  };
+  const parse = <K extends MetadataKind>(
+    kind: K,
+    bytes: Buffer,
+    name: string,
+  ) => {
+    try {
+      return parseMetadata(
+        kind as MetadataKind.Root,
+        bytes,
+        name,
+      ) as Metadata<AnySigned>;
+    } catch (err) {
+      problems.push(describeError(err));
+      return undefined;
+    }
+  };
+  const checkSigned = (
+    role: string,
+    md: Metadata<AnySigned>,
+    trust: RoleKeys | undefined,
+    name: string,
+  ): void => {
+    if (!trust) {
+      problems.push(`${name}: no keys are trusted for ${role}`);
+      return;
+    }
+    const result = verifyRole(role, md, trust);
+    if (!result.verified) {
+      problems.push(
+        `${name}: ${result.signed.length} of ${result.threshold} required ` +
+          `valid signatures (missing: ${result.unsigned.join(', ') || 'none'})`,
+      );
+    }
+  };
+  const checkExpiry = (md: Metadata<AnySigned>, name: string) => {
+    if (md.signed.isExpired(now)) {
+      problems.push(`${name}: expired at ${md.signed.expires}`);
+    }
+  };
+  const checkType = (
+    md: Metadata<AnySigned>,
+    kind: MetadataKind,
+    name: string,
+  ) => {
+    if (md.signed.type !== kind) {
+      problems.push(`${name}: is of type ${md.signed.type}, expected ${kind}`);
+    }
+    if (!/^1\.\d+(\.\d+)?$/.test(md.signed.specVersion)) {
+      problems.push(
+        `${name}: spec_version ${md.signed.specVersion} is not 1.x`,
+      );
+    }
+  };
+
+  // 5.3: the root chain from version 1.
+  let root: Metadata<Root> | undefined;
+  for (let version = 1; ; version++) {
+    const name = `${version}.root.json`;
+    const bytes = await tryRead(layout.metadataFile(name));
+    if (!bytes) break;
+    const md = parse(MetadataKind.Root, bytes, name) as
+      Metadata<Root> | undefined;
+    if (!md) break;
+    checkType(md, MetadataKind.Root, name);
+    if (md.signed.version !== version) {
+      problems.push(`${name}: has version ${md.signed.version}`);
+    }
+    if (root)
+      checkSigned(
+        ROOT,
+        md,
+        roleKeysFor(root.signed, ROOT),
+        `${name} (by previous root)`,
+      );
+    checkSigned(ROOT, md, roleKeysFor(md.signed, ROOT), name);
+    if (!md.signed.consistentSnapshot) {
+      problems.push(`${name}: consistent_snapshot is off`);
+    }
+    root = md;
+    report.rootVersion = version;
+  }
+  if (!root) {
+    problems.push('1.root.json is missing or unreadable');
+    return report;
+  }
+  checkExpiry(root, `${report.rootVersion}.root.json`);
+
+  // 5.4: timestamp.
+  const tsBytes = await tryRead(layout.metadataFile('timestamp.json'));
+  if (!tsBytes) {
+    problems.push('timestamp.json is missing');
+    return report;
+  }
+  const timestamp = parse(MetadataKind.Timestamp, tsBytes, 'timestamp.json');
+  if (!timestamp || timestamp.signed.type !== MetadataKind.Timestamp) {
+    if (timestamp)
+      checkType(timestamp, MetadataKind.Timestamp, 'timestamp.json');
+    return report;
+  }
+  checkSigned(
+    TIMESTAMP,
+    timestamp,
+    roleKeysFor(root.signed, TIMESTAMP),
+    'timestamp.json',
+  );
+  checkExpiry(timestamp, 'timestamp.json');
+
+  // 5.5: the snapshot the timestamp names, by version, length and hashes.
+  const snapMeta = timestamp.signed.snapshotMeta;
+  const snapName = `${snapMeta.version}.snapshot.json`;
+  const snapBytes = await tryRead(layout.metadataFile(snapName));
+  if (!snapBytes) {
+    problems.push(`${snapName} (named by timestamp.json) is missing`);
+    return report;
+  }
+  try {
+    snapMeta.verify(snapBytes);
+  } catch (err) {
+    problems.push(
+      `${snapName}: does not match timestamp.json: ${describeError(err)}`,
+    );
+  }
+  const snapshot = parse(MetadataKind.Snapshot, snapBytes, snapName);
+  if (!snapshot || snapshot.signed.type !== MetadataKind.Snapshot) {
+    if (snapshot) checkType(snapshot, MetadataKind.Snapshot, snapName);
+    return report;
+  }
+  checkSigned(SNAPSHOT, snapshot, roleKeysFor(root.signed, SNAPSHOT), snapName);
+  checkExpiry(snapshot, snapName);
+  if (snapshot.signed.version !== snapMeta.version) {
+    problems.push(`${snapName}: has version ${snapshot.signed.version}`);
+  }
+  const meta = snapshot.signed.meta;
+  if (!meta['targets.json'])
+    problems.push(`${snapName}: does not list targets.json`);
+
+  // 5.6: every targets role, reached from targets through delegations. A
+  // target is only checked where a client following the paths would look.
+  const visited = new Set<string>();
+  const targetChecks: { role: string; target: TargetFile }[] = [];
+  const walk = async (
+    role: string,
+    trust: RoleKeys | undefined,
+    inherited: DelegatedRole[],
+  ): Promise<void> => {
+    if (visited.has(role)) return;
+    visited.add(role);
+    const entry = meta[`${role}.json`];
+    if (!entry) {
+      problems.push(`${snapName}: does not list delegated role ${role}`);
+      return;
+    }
+    const name = `${entry.version}.${role}.json`;
+    const bytes = await tryRead(layout.metadataFile(name));
+    if (!bytes) {
+      problems.push(`${name} (listed in ${snapName}) is missing`);
+      return;
+    }
+    try {
+      entry.verify(bytes);
+    } catch (err) {
+      problems.push(
+        `${name}: does not match ${snapName}: ${describeError(err)}`,
+      );
+    }
+    const md = parse(MetadataKind.Targets, bytes, name) as
+      Metadata<Targets> | undefined;
+    if (!md) return;
+    checkType(md, MetadataKind.Targets, name);
+    if (md.signed.version !== entry.version) {
+      problems.push(`${name}: has version ${md.signed.version}`);
+    }
+    checkSigned(role, md, trust, name);
+    checkExpiry(md, name);
+    report.roles++;
+    for (const target of Object.values(md.signed.targets)) {
+      const reachable = inherited.every((d) => d.isDelegatedPath(target.path));
+      if (!reachable) {
+        problems.push(
+          `${name}: lists ${target.path}, which its delegation does not cover`,
+        );
+        continue;
+      }
+      targetChecks.push({ role, target });
+    }
+    for (const child of Object.values(md.signed.delegations?.roles ?? {})) {
+      await walk(child.name, roleKeysFor(md.signed, child.name), [
+        ...inherited,
+        child,
+      ]);
+    }
+  };
+  await walk(TARGETS, roleKeysFor(root.signed, TARGETS), []);
+  for (const listed of Object.keys(meta)) {
+    const role = listed.replace(/\.json$/, '');
+    if (!visited.has(role)) {
+      problems.push(`${snapName}: lists ${role}, which no role delegates to`);
+    }
+  }
+
+  report.targets = targetChecks.length;
+  if (!options.skipTargets) {
+    await mapLimit(targetChecks, 8, async ({ role, target }) => {
+      report.targetBytes += target.length;
+      for (const [algorithm, digest] of Object.entries(target.hashes)) {
+        const path = join(
+          layout.targets,
+          consistentTargetPath(target.path, digest),
+        );
+        const found = await hashFile(path);
+        if (!found) {
+          problems.push(`target ${target.path} (${role}): ${path} is missing`);
+          continue;
+        }
+        const actual = (found as Record<string, unknown>)[algorithm];
+        if (found.length !== target.length) {
+          problems.push(
+            `target ${target.path} (${role}): ${found.length} bytes on disk, ` +
+              `${target.length} listed`,
+          );
+        } else if (actual !== undefined && actual !== digest) {
+          problems.push(
+            `target ${target.path} (${role}): ${algorithm} mismatch`,
+          );
+        }
+      }
+    });
+  }
+  report.ok = problems.length === 0;
+  return report;
+}

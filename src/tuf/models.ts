@@ -1,0 +1,19 @@
+/**
+ * The @tufjs/models classes this project uses, in one place. Delegations,
+ * DelegatedRole and Role are not re-exported by the package index, so they
+ * are taken from their modules here and nowhere else.
+ */
+export {
+  Key,
+  MetaFile,
+  Metadata,
+  MetadataKind,
+  Root,
+  Signature,
+  Snapshot,
+  TargetFile,
+  Targets,
+  Timestamp,
+} from '@tufjs/models';
+export { Delegations } from '@tufjs/models/dist/delegations.js';
+export { DelegatedRole, Role, SuccinctRoles } from '@tufjs/models/dist/role.js';
