@@ -5,11 +5,14 @@
  * longer runs on this host is taken over, and the takeover is logged.
  */
 import { hostname } from 'node:os';
-import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { LockedError } from '../errors.js';
 import { logger } from '../log.js';
 
 const log = logger.child({ module: 'repository/lock' });
+
+/** How old an unreadable lock file must be before it is taken over. */
+const TORN_LOCK_AGE = 10_000;
 
 interface LockRecord {
   pid: number;
@@ -49,6 +52,13 @@ export class RepositoryLock {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = await this.#readHolder();
+      if (holder === undefined && (await this.#olderThan(TORN_LOCK_AGE))) {
+        // A lock file with no readable holder was torn by a crash between
+        // create and write; after a grace period nobody is writing it.
+        log.warn({ lock: this.path }, 'taking over a torn lock file');
+        await unlink(this.path).catch(() => undefined);
+        continue;
+      }
       if (holder && holder.host === hostname() && !isAlive(holder.pid)) {
         log.warn(
           { lock: this.path, pid: holder.pid, since: holder.since },
@@ -74,6 +84,14 @@ export class RepositoryLock {
     await unlink(this.path).catch(() => undefined);
   }
 
+  async #olderThan(ms: number): Promise<boolean> {
+    try {
+      return Date.now() - (await stat(this.path)).mtimeMs > ms;
+    } catch {
+      return true;
+    }
+  }
+
   async #readHolder(): Promise<LockRecord | undefined> {
     try {
       const parsed = JSON.parse(await readFile(this.path, 'utf8')) as unknown;
@@ -85,7 +103,7 @@ export class RepositoryLock {
         return parsed as LockRecord;
       }
     } catch {
-      // A lock file torn by a crash names nobody; it is treated as held.
+      // A torn lock file names nobody; the caller decides by its age.
     }
     return undefined;
   }

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '../errors.js';
 import {
@@ -292,12 +292,17 @@ export async function verifyRepository(
   if (!options.skipTargets) {
     await mapLimit(targetChecks, 8, async ({ role, target }) => {
       report.targetBytes += target.length;
+      // Both hash names are usually links to one file: hash each file once.
+      const byInode = new Map<string, Awaited<ReturnType<typeof hashFile>>>();
       for (const [algorithm, digest] of Object.entries(target.hashes)) {
         const path = join(
           layout.targets,
           consistentTargetPath(target.path, digest),
         );
-        const found = await hashFile(path);
+        const info = await stat(path).catch(() => undefined);
+        const inode = info ? `${info.dev}:${info.ino}` : path;
+        if (!byInode.has(inode)) byInode.set(inode, await hashFile(path));
+        const found = byInode.get(inode);
         if (!found) {
           problems.push(`target ${target.path} (${role}): ${path} is missing`);
           continue;
