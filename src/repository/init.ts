@@ -24,7 +24,7 @@ import {
   type KeyType,
 } from '../keys/keygen.js';
 import type { DEFAULT_SCRYPT } from '../keys/keyfile.js';
-import { readKeyFile, writeKeyFile } from '../keys/keyfile.js';
+import { readKeyFile, writeKeyFile, type KeyFile } from '../keys/keyfile.js';
 import { Keyring } from '../keys/keyring.js';
 import type { PassphraseSource } from '../keys/passphrase.js';
 import {
@@ -151,11 +151,14 @@ export async function initRepository(
   const counts = { ...DEFAULT_KEY_COUNTS, ...options.keyCounts };
   const thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
   const existing: Partial<Record<KeyedRole, Key[]>> = {};
+  const existingFiles: KeyFile[] = [];
   for (const role of KEYED_ROLES) {
     const files = options.existingKeys?.[role] ?? [];
     const keys: Key[] = [];
     for (const file of files) {
-      const key = (await readKeyFile(file)).key;
+      const keyFile = await readKeyFile(file);
+      const key = keyFile.key;
+      existingFiles.push(keyFile);
       if (keys.some((k) => k.keyID === key.keyID)) {
         throw new BadInputError(
           `key ${key.keyID.slice(0, 8)} (${file}) is given twice for ${role}`,
@@ -195,6 +198,8 @@ export async function initRepository(
   }
 
   const keyring = await Keyring.open(options.keysDir, options.passphrases);
+  // Existing keys sign version 1 too when their passphrase is at hand.
+  for (const file of existingFiles) keyring.addFile(file);
   const passphrase = await options.passphrases.forNewKeys();
   await mkdir(options.keysDir, { recursive: true, mode: 0o700 });
 
