@@ -63,3 +63,53 @@ export async function writeFileAtomic(
   }
   if (!options.deferDirSync) await fsyncDir(dirname(path));
 }
+
+/**
+ * Writes several files so that either all of them or none take their new
+ * content, as far as a filesystem allows: every temporary file is written
+ * and fsynced first (a failure there removes them all and changes nothing),
+ * then all are renamed in one quick pass and their folders fsynced.
+ */
+export async function writeFilesTogether(
+  files: readonly { path: string; data: string | Buffer }[],
+  concurrency = 8,
+): Promise<void> {
+  const temps: string[] = [];
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const writeOne = async (path: string, data: string | Buffer) => {
+    const temp = tempPathFor(path);
+    temps.push(temp);
+    const handle = await open(temp, 'wx', 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    return temp;
+  };
+  const prepared = new Array<string>(files.length);
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, files.length) }, async () => {
+      while (next < files.length && !failure) {
+        const i = next++;
+        try {
+          prepared[i] = await writeOne(files[i].path, files[i].data);
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+    }),
+  );
+  if (failure) {
+    await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)));
+    throw failure.error;
+  }
+  for (let i = 0; i < files.length; i++) {
+    await rename(prepared[i], files[i].path);
+  }
+  for (const dir of new Set(files.map((f) => dirname(f.path)))) {
+    await fsyncDir(dir);
+  }
+}

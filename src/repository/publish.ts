@@ -31,6 +31,7 @@ import {
   requireThreshold,
   roleKeysFor,
   serializeMetadata,
+  targetsToJSON,
   verifyRole,
   type AnySigned,
   type RoleKeys,
@@ -39,9 +40,12 @@ import { ROOT, SNAPSHOT, TIMESTAMP } from '../tuf/roles.js';
 import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
 import { checkpoint } from './faults.js';
 import type { Layout } from './layout.js';
-import type { Repository } from './repository.js';
+import { mapLimit, type Repository } from './repository.js';
 
 const log = logger.child({ module: 'repository/publish' });
+
+/** Targets roles written at once; each write is fsynced. */
+const WRITE_CONCURRENCY = 8;
 
 /**
  * Signs `md` afresh with every available key any of `trust` names, then
@@ -91,14 +95,17 @@ export async function writePublication(
   await mkdir(layout.metadata, { recursive: true });
   const file = (name: string) => layout.metadataFile(name);
 
-  for (const [role, md] of pub.targets) {
+  // Targets roles are new files no client can reach before the snapshot
+  // names them, so they go out a few at a time (hundreds of bins at one
+  // fsync each); all are written before the snapshot starts.
+  await mapLimit([...pub.targets], WRITE_CONCURRENCY, async ([role, md]) => {
     await checkpoint(`publish:${role}`);
     await writeFileAtomic(
       file(`${md.signed.version}.${role}.json`),
       serializeMetadata(md),
       { deferDirSync: true },
     );
-  }
+  });
   await checkpoint('publish:snapshot');
   await writeFileAtomic(
     file(`${pub.snapshot.signed.version}.snapshot.json`),
@@ -167,7 +174,7 @@ function withinRefresh(
 function sameContent(a: Targets, b: Targets): boolean {
   // Version and expiry are set at signing; only what they list matters.
   const strip = (t: Targets) => {
-    const json = t.toJSON();
+    const json = targetsToJSON(t);
     delete json.version;
     delete json.expires;
     return JSON.stringify(json);

@@ -6,23 +6,28 @@
  * `1.root.json` up, each version checked against the one before and itself.
  * `timestamp.json` is checked against that root, the snapshot against the
  * timestamp's hashes and the root, and each targets role (loaded only when
- * needed) against its delegator. Nothing that fails a check is ever re-signed:
- * a tampered published file stops every write until it is dealt with.
+ * needed) against its delegator. A role is always verified before its
+ * content goes into a new version, so nothing that fails a check is ever
+ * re-signed. The snapshot lists versions only, not hashes, so re-signing it
+ * vouches for no role's content and does not load every role: a forged role
+ * file that no write touches is found by `tufota verify`, and clients refuse
+ * it.
  * Expiry is not checked on load, since refreshing expired roles is a writer's
  * job.
  */
 import type { Metadata } from '@tufjs/models';
 import {
   MetadataKind,
-  Targets,
   type Root,
+  type Targets,
   type Snapshot,
   type TargetFile,
   type Timestamp,
 } from '@tufjs/models';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import {
+  BadInputError,
   CorruptMetadataError,
   NoDelegationError,
   NotFoundError,
@@ -33,14 +38,17 @@ import { logger } from '../log.js';
 import { binIndexFor, binName } from '../tuf/bins.js';
 import { checkTargetPath } from '../tuf/paths.js';
 import {
+  copyTargets,
   parseMetadata,
   requireThreshold,
   roleKeysFor,
+  targetsFromJSON,
+  targetsToJSON,
   verifyRole,
   type RoleKeys,
 } from '../tuf/metadata.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
-import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { fsyncDir, writeFilesTogether } from './atomic.js';
 import { Layout, readConfig, type RepositoryConfig } from './layout.js';
 import { RepositoryLock } from './lock.js';
 import { importTarget } from './target-import.js';
@@ -66,7 +74,11 @@ export interface ListedTarget {
   pending: boolean;
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight. After a failure no
+ * new item starts, and the first error is thrown only once every item in
+ * flight has settled, so no write is still running when the caller cleans up.
+ */
 async function mapLimit<T, R>(
   items: readonly T[],
   limit: number,
@@ -74,20 +86,31 @@ async function mapLimit<T, R>(
 ): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const workers = Array.from(
     { length: Math.min(limit, items.length) },
     async () => {
-      while (next < items.length) {
+      while (next < items.length && !failure) {
         const i = next++;
-        out[i] = await fn(items[i], i);
+        try {
+          out[i] = await fn(items[i], i);
+        } catch (error) {
+          failure ??= { error };
+        }
       }
     },
   );
   await Promise.all(workers);
+  if (failure) throw failure.error;
   return out;
 }
 
 export { mapLimit };
+
+/** Target copies in flight at once during a batch import. */
+const IMPORT_CONCURRENCY = 16;
+/** Metadata and draft files written at once (each fsynced). */
+const WRITE_CONCURRENCY = 8;
 
 async function readBytes(path: string, what: string): Promise<Buffer> {
   try {
@@ -355,7 +378,7 @@ export class Repository {
     const path = this.layout.draftFile(role);
     let signed: Targets;
     try {
-      signed = Targets.fromJSON(
+      signed = targetsFromJSON(
         JSON.parse(await readFile(path, 'utf8')) as Parameters<
           typeof Targets.fromJSON
         >[0],
@@ -385,28 +408,45 @@ export class Repository {
   async #editable(role: string): Promise<Targets> {
     const draft = await this.#loadDraft(role);
     if (draft) return draft;
-    const copy = Targets.fromJSON(
-      (await this.publishedTargets(role)).signed.toJSON(),
-    );
+    const copy = copyTargets((await this.publishedTargets(role)).signed);
     this.#drafts.set(role, copy);
     return copy;
   }
 
-  /** Writes every draft changed in memory. */
+  /**
+   * Writes every draft changed in memory, all or none: a failure leaves the
+   * drafts on disk as they were and forgets the unsaved changes.
+   */
   async saveDrafts(): Promise<void> {
     if (this.#unsaved.size === 0) return;
-    await mkdir(this.layout.drafts, { recursive: true });
-    for (const role of this.#unsaved) {
-      const draft = this.#drafts.get(role);
-      if (!draft) continue;
-      await writeFileAtomic(
-        this.layout.draftFile(role),
-        JSON.stringify(draft.toJSON()),
-        { deferDirSync: true },
+    const roles = [...this.#unsaved];
+    try {
+      await mkdir(this.layout.drafts, { recursive: true });
+      await writeFilesTogether(
+        roles.flatMap((role) => {
+          const draft = this.#drafts.get(role);
+          return draft
+            ? [
+                {
+                  path: this.layout.draftFile(role),
+                  data: JSON.stringify(targetsToJSON(draft)),
+                },
+              ]
+            : [];
+        }),
+        WRITE_CONCURRENCY,
       );
-      this.#draftNames.add(role);
+    } catch (err) {
+      this.#forgetUnsaved();
+      throw err;
     }
-    await fsyncDir(this.layout.drafts);
+    for (const role of roles) this.#draftNames.add(role);
+    this.#unsaved.clear();
+  }
+
+  /** Drops in-memory changes that were never saved; disk is the truth. */
+  #forgetUnsaved(): void {
+    for (const role of this.#unsaved) this.#drafts.delete(role);
     this.#unsaved.clear();
   }
 
@@ -436,12 +476,12 @@ export class Repository {
     roles: string[],
     published: Map<string, Metadata<Targets>>,
   ): Promise<void> {
-    for (const role of roles) {
+    await mapLimit(roles, WRITE_CONCURRENCY, async (role) => {
       await unlink(this.layout.draftFile(role)).catch(() => undefined);
       this.#drafts.delete(role);
       this.#draftNames.delete(role);
       this.#unsaved.delete(role);
-    }
+    });
     for (const [role, md] of published) this.#published.set(role, md);
     if (roles.length > 0)
       await fsyncDir(this.layout.drafts).catch(() => undefined);
@@ -563,34 +603,64 @@ export class Repository {
       seen.add(input.path);
       owners.push(await this.ownerOf(input.path));
     }
+    // Unreadable sources are refused before anything is copied.
+    await mapLimit(inputs, 32, async (input) => {
+      const info = await stat(input.source).catch((err: unknown) => {
+        throw new BadInputError(`cannot read target file ${input.source}`, {
+          cause: err,
+        });
+      });
+      if (!info.isFile()) {
+        throw new BadInputError(`target file ${input.source} is not a file`);
+      }
+    });
     let done = 0;
     const dirs = new Set<string>();
-    // A few copies at once keep the disk busy while hashing runs; more only
-    // add memory.
-    const imported = await mapLimit(inputs, 8, async (input) => {
-      const result = await importTarget(
-        this.layout.targets,
-        input.source,
-        input.path,
-        input.custom,
-      );
-      result.dirs.forEach((d) => dirs.add(d));
-      onProgress?.(++done, inputs.length);
-      return result.target;
-    });
-    for (const dir of dirs) await fsyncDir(dir);
-
+    const known = new Set<string>();
+    // Names this batch brought into targets/; removed again if it fails, so
+    // a refused batch leaves the served folder as it found it.
+    const created: string[] = [];
     const out = [];
-    for (let i = 0; i < imported.length; i++) {
-      const role = owners[i];
-      const draft = await this.#editable(role);
-      const target = imported[i];
-      const replaced = target.path in draft.targets;
-      draft.targets[target.path] = target;
-      this.#unsaved.add(role);
-      out.push({ role, target, replaced });
+    try {
+      // Each copy ends in an fsync, and the disk, not the CPU, sets the
+      // pace: enough copies in flight keep the libuv pool (4 threads by
+      // default) and the disk's write queue full. Each holds at most a
+      // 1 MiB buffer.
+      const imported = await mapLimit(
+        inputs,
+        IMPORT_CONCURRENCY,
+        async (input) => {
+          const result = await importTarget(
+            this.layout.targets,
+            input.source,
+            input.path,
+            input.custom,
+            { knownDirs: known },
+          );
+          result.dirs.forEach((d) => dirs.add(d));
+          created.push(...result.created);
+          onProgress?.(++done, inputs.length);
+          return result.target;
+        },
+      );
+      for (const dir of dirs) await fsyncDir(dir);
+
+      for (let i = 0; i < imported.length; i++) {
+        const role = owners[i];
+        const draft = await this.#editable(role);
+        const target = imported[i];
+        const replaced = target.path in draft.targets;
+        draft.targets[target.path] = target;
+        this.#unsaved.add(role);
+        out.push({ role, target, replaced });
+      }
+      await this.saveDrafts();
+    } catch (err) {
+      this.#forgetUnsaved();
+      await Promise.all(created.map((f) => unlink(f).catch(() => undefined)));
+      for (const dir of dirs) await fsyncDir(dir).catch(() => undefined);
+      throw err;
     }
-    await this.saveDrafts();
     log.info({ count: out.length }, 'targets added to drafts');
     return out;
   }

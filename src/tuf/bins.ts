@@ -59,3 +59,27 @@ export function binIndexFor(layout: BinLayout, path: string): number {
   const prefix = parseInt(digest.slice(0, layout.prefixLength), 16);
   return Math.floor(prefix / prefixesPerBin(layout));
 }
+
+/**
+ * Average targets per bin that `defaultBinCount` aims at. A target entry
+ * (path, length, sha256, sha512) takes about 300 bytes, so a bin is around
+ * 150 KiB: far below the 5 MB clients accept for a targets role (tuf-js's
+ * default cap), cheap to re-sign when one target changes, and cheap for a
+ * device to download.
+ */
+export const TARGETS_PER_BIN = 512;
+
+/**
+ * A bin count for a repository expected to hold `targets` targets: the
+ * smallest power of two that keeps bins at about `TARGETS_PER_BIN` targets,
+ * from 16 up. More bins make each bin smaller but the snapshot (which lists
+ * every bin, about 60 bytes each, and which clients fetch on every refresh)
+ * and the delegating role bigger, and that role is parsed on every write;
+ * 100,000 targets give 256 bins of ~400 targets (~115 KiB) and a ~15 KiB
+ * snapshot.
+ */
+export function defaultBinCount(targets: number): number {
+  let count = 16;
+  while (count < 65536 && count * TARGETS_PER_BIN < targets) count *= 2;
+  return count;
+}
