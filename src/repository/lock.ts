@@ -1,23 +1,28 @@
 /**
- * The repository's writer lock: one file created with O_EXCL that names its
- * holder. Every command that changes drafts or publishes holds it, so two
- * writers never both make version N+1. A lock left by a process that no
- * longer runs on this host is taken over, and the takeover is logged.
+ * The repository's writer lock. Every command that changes drafts or
+ * publishes holds it, so two writers never both make version N+1.
+ *
+ * The lock file is made whole before it appears: the holder's record is
+ * written to a temporary file and hard-linked to the lock name, which fails
+ * if the name exists. A lock whose holder no longer runs on this host is
+ * taken over, but only under a second, short-lived lock (`lock.takeover`)
+ * and only if the lock file still holds the same dead record when re-read
+ * there; so of several writers that find one dead lock, exactly one wins.
  */
+import { randomBytes } from 'node:crypto';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { LockedError } from '../errors.js';
 import { logger } from '../log.js';
 
 const log = logger.child({ module: 'repository/lock' });
 
-/** How old an unreadable lock file must be before it is taken over. */
-const TORN_LOCK_AGE = 10_000;
-
 interface LockRecord {
   pid: number;
   host: string;
   since: string;
+  /** Tells two records of one process apart. */
+  nonce: string;
 }
 
 function isAlive(pid: number): boolean {
@@ -29,82 +34,125 @@ function isAlive(pid: number): boolean {
   }
 }
 
+function newRecord(): string {
+  const record: LockRecord = {
+    pid: process.pid,
+    host: hostname(),
+    since: new Date().toISOString(),
+    nonce: randomBytes(8).toString('hex'),
+  };
+  return JSON.stringify(record);
+}
+
+function parseRecord(raw: string | undefined): LockRecord | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    const parsed = JSON.parse(raw) as Partial<LockRecord>;
+    if (typeof parsed.pid === 'number' && typeof parsed.host === 'string') {
+      return parsed as LockRecord;
+    }
+  } catch {
+    // Only files written before records were linked in whole can be torn.
+  }
+  return undefined;
+}
+
+async function readRaw(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Creates `path` holding `content`, or returns false if it exists. */
+async function createWhole(path: string, content: string): Promise<boolean> {
+  const temp = `${path}.${randomBytes(6).toString('hex')}.new`;
+  await writeFile(temp, content, { flag: 'wx' });
+  try {
+    await link(temp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+}
+
+function isStale(record: LockRecord | undefined): boolean {
+  return (
+    record !== undefined && record.host === hostname() && !isAlive(record.pid)
+  );
+}
+
 export class RepositoryLock {
   readonly path: string;
-  #held = false;
+  #record?: string;
 
   constructor(path: string) {
     this.path = path;
   }
 
   async acquire(): Promise<void> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const record: LockRecord = {
-        pid: process.pid,
-        host: hostname(),
-        since: new Date().toISOString(),
-      };
-      try {
-        await writeFile(this.path, JSON.stringify(record), { flag: 'wx' });
-        this.#held = true;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const record = newRecord();
+      if (await createWhole(this.path, record)) {
+        this.#record = record;
         return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = await this.#readHolder();
-      if (holder === undefined && (await this.#olderThan(TORN_LOCK_AGE))) {
-        // A lock file with no readable holder was torn by a crash between
-        // create and write; after a grace period nobody is writing it.
-        log.warn({ lock: this.path }, 'taking over a torn lock file');
-        await unlink(this.path).catch(() => undefined);
+      const raw = await readRaw(this.path);
+      if (raw === undefined) continue; // released meanwhile
+      const holder = parseRecord(raw);
+      if (isStale(holder) || holder === undefined) {
+        await this.#takeOver(raw);
         continue;
       }
-      if (holder && holder.host === hostname() && !isAlive(holder.pid)) {
-        log.warn(
-          { lock: this.path, pid: holder.pid, since: holder.since },
-          'taking over a lock left by a process that is gone',
-        );
-        await unlink(this.path).catch(() => undefined);
-        continue;
-      }
-      const who = holder
-        ? `process ${holder.pid} on ${holder.host} since ${holder.since}`
-        : 'another process';
       throw new LockedError(
-        `the repository is locked by ${who} (${this.path}); ` +
-          'wait for it to finish',
+        `the repository is locked by process ${holder.pid} on ${holder.host} ` +
+          `since ${holder.since} (${this.path}); wait for it to finish`,
       );
     }
-    throw new LockedError(`could not take the repository lock ${this.path}`);
+    throw new LockedError(
+      `could not take the repository lock ${this.path}: other writers keep taking it`,
+    );
+  }
+
+  /** Removes a dead holder's lock if it is still exactly `seen`. */
+  async #takeOver(seen: string): Promise<void> {
+    const guard = `${this.path}.takeover`;
+    if (!(await createWhole(guard, newRecord()))) {
+      // Someone else is taking over right now; a guard whose own holder
+      // died is cleared so it cannot block forever.
+      if (isStale(parseRecord(await readRaw(guard)))) {
+        await unlink(guard).catch(() => undefined);
+      }
+      return;
+    }
+    try {
+      if ((await readRaw(this.path)) === seen) {
+        const holder = parseRecord(seen);
+        log.warn(
+          { lock: this.path, pid: holder?.pid, since: holder?.since },
+          holder
+            ? 'taking over a lock left by a process that is gone'
+            : 'taking over an unreadable lock file',
+        );
+        await unlink(this.path);
+      }
+    } finally {
+      await unlink(guard).catch(() => undefined);
+    }
   }
 
   async release(): Promise<void> {
-    if (!this.#held) return;
-    this.#held = false;
-    await unlink(this.path).catch(() => undefined);
-  }
-
-  async #olderThan(ms: number): Promise<boolean> {
-    try {
-      return Date.now() - (await stat(this.path)).mtimeMs > ms;
-    } catch {
-      return true;
+    const mine = this.#record;
+    if (mine === undefined) return;
+    this.#record = undefined;
+    // Never remove a lock that is no longer ours.
+    if ((await readRaw(this.path)) === mine) {
+      await unlink(this.path).catch(() => undefined);
     }
-  }
-
-  async #readHolder(): Promise<LockRecord | undefined> {
-    try {
-      const parsed = JSON.parse(await readFile(this.path, 'utf8')) as unknown;
-      if (
-        typeof parsed === 'object' &&
-        parsed !== null &&
-        typeof (parsed as LockRecord).pid === 'number'
-      ) {
-        return parsed as LockRecord;
-      }
-    } catch {
-      // A torn lock file names nobody; the caller decides by its age.
-    }
-    return undefined;
   }
 }
