@@ -1,13 +1,12 @@
 /**
  * The process-wide pino logger. Modules take a child with their name. Logs go
- * to stderr so a command's stdout stays for its output; the level comes from
- * TUFOTA_LOG (default "warn" for the CLI, "silent" under tests).
+ * to stderr so a command's stdout stays for its output. The level comes from
+ * TUFOTA_LOG; unset, nothing is logged, since a command already tells its
+ * user what happened in words, and a long-running server sets its own level.
  */
 import pino from 'pino';
 
-const level =
-  process.env.TUFOTA_LOG ??
-  (process.env.NODE_ENV === 'test' ? 'silent' : 'warn');
+const level = process.env.TUFOTA_LOG ?? 'silent';
 
 export const logger = pino(
   {

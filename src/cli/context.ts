@@ -23,7 +23,8 @@ export const processIO: CliIO = {
 
 export interface GlobalOptions {
   dir: string;
-  keys: string;
+  /** Key folders; `--keys` may be given more than once. */
+  keys: string[];
   passphraseFile?: string;
   json?: boolean;
 }
@@ -39,7 +40,12 @@ export async function keyringFor(
   opts: GlobalOptions,
   io: CliIO,
 ): Promise<Keyring> {
-  return Keyring.open(opts.keys, passphrasesFor(opts, io));
+  return Keyring.open(keyDirs(opts), passphrasesFor(opts, io));
+}
+
+/** The key folders given, or the default one. */
+export function keyDirs(opts: GlobalOptions): string[] {
+  return opts.keys.length > 0 ? opts.keys : ['keys'];
 }
 
 /** Commander collector for repeatable options. */

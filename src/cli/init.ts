@@ -17,6 +17,7 @@ import {
 } from '../tuf/expiry.js';
 import {
   collect,
+  keyDirs,
   parseCount,
   passphrasesFor,
   printJson,
@@ -129,7 +130,9 @@ export function registerInit(program: Command, io: CliIO): void {
 
       const result = await initRepository({
         dir: opts.dir,
-        keysDir: opts.keys,
+        // New keys go to the first folder; the others are read for
+        // existing keys named with --use-key.
+        keysDir: keyDirs(opts)[0],
         passphrases: passphrasesFor(opts, io),
         keyTypes,
         keyCounts,

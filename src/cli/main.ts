@@ -3,6 +3,9 @@
  * returns an exit code, so tests drive it in-process exactly as a user would.
  */
 import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { TufotaError, describeError } from '../errors.js';
 import { logger } from '../log.js';
 import { processIO, type CliIO } from './context.js';
@@ -14,11 +17,36 @@ import { VerificationFailed, registerVerify } from './verify.js';
 
 const log = logger.child({ module: 'cli' });
 
+/** The version in tufota's package.json, found above this module. */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 4; up++) {
+    try {
+      const pkg = JSON.parse(
+        readFileSync(join(dir, 'package.json'), 'utf8'),
+      ) as { name?: string; version?: string };
+      if (pkg.name === 'tufota' && pkg.version) return pkg.version;
+    } catch {
+      // No package.json at this level; look one folder up.
+    }
+    dir = dirname(dir);
+  }
+  return 'unknown';
+}
+
 export function buildProgram(io: CliIO): Command {
   const program = new Command('tufota')
-    .description('a TUF repository for over-the-air updates')
+    .description(
+      'a TUF repository for over-the-air updates (tufota --version prints ' +
+        'its version)',
+    )
     .option('--dir <folder>', 'repository folder', 'repo')
-    .option('--keys <folder>', 'key folder', 'keys')
+    .option(
+      '--keys <folder>',
+      'key folder; repeat to read several (default: keys)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .option(
       '--passphrase-file <file>',
       'read key passphrases from this file (else TUFOTA_PASSPHRASE, else a prompt)',
@@ -47,6 +75,12 @@ export async function run(
   argv: string[],
   io: CliIO = processIO,
 ): Promise<number> {
+  // Handled here, not by commander: its --version would also swallow the
+  // --version option of `targets add` wherever that appears.
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    io.out(`${packageVersion()}\n`);
+    return 0;
+  }
   const program = buildProgram(io);
   try {
     await program.parseAsync(argv, { from: 'user' });

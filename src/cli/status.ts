@@ -63,10 +63,12 @@ export function registerStatus(program: Command, io: CliIO): void {
         const soonest = bins.reduce((a, b) =>
           a.expiresIn < b.expiresIn ? a : b,
         );
+        const low = Math.min(...bins.map((b) => b.version));
+        const high = Math.max(...bins.map((b) => b.version));
         io.out(
-          `${bins.length} hashed bins: versions ` +
-            `${Math.min(...bins.map((b) => b.version))}-${Math.max(...bins.map((b) => b.version))}, ` +
-            `soonest expiry in ${formatDuration(soonest.expiresIn)}\n`,
+          `${bins.length} hashed bins: ` +
+            (low === high ? `version ${low}` : `versions ${low} to ${high}`) +
+            `, soonest expiry in ${formatDuration(soonest.expiresIn)}\n`,
         );
         for (const bin of bins.filter((b) => flag(b) !== '' || b.pending)) {
           io.out(line(bin) + '\n');

@@ -19,6 +19,24 @@ interface AddFlags {
   hardware?: string[];
   fromVersion?: string;
   critical?: boolean;
+  replace?: boolean;
+}
+
+/** The release fields of custom data in a few words, for listings. */
+function describeCustom(custom: Record<string, unknown>): string {
+  const words: string[] = [];
+  if (typeof custom.version === 'string') words.push(`v${custom.version}`);
+  if (Array.isArray(custom.hardware)) {
+    words.push(`for ${custom.hardware.join(', ')}`);
+  }
+  if (typeof custom.fromVersion === 'string') {
+    words.push(`from ${custom.fromVersion}`);
+  }
+  if (custom.critical === true) words.push('critical');
+  const known = new Set(['version', 'hardware', 'fromVersion', 'critical']);
+  const others = Object.keys(custom).filter((k) => !known.has(k));
+  if (others.length > 0) words.push(`+ ${others.join(', ')}`);
+  return words.join('  ');
 }
 
 export function registerTargets(program: Command, io: CliIO): void {
@@ -45,6 +63,7 @@ export function registerTargets(program: Command, io: CliIO): void {
       'lowest running version it may update from',
     )
     .option('--critical', 'mark as a critical update (cannot be deferred)')
+    .option('--replace', 'list new content under a path that is already listed')
     .action(async (files: string[], flags: AddFlags, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions>();
       if (flags.path && files.length > 1) {
@@ -141,13 +160,10 @@ export function registerTargets(program: Command, io: CliIO): void {
       }
       if (listed.length === 0) io.out('no targets\n');
       for (const l of listed) {
-        const version =
-          typeof l.target.custom.version === 'string'
-            ? ` v${l.target.custom.version}`
-            : '';
+        io.out(`${l.target.path}  ${describeCustom(l.target.custom)}\n`);
         io.out(
-          `${l.target.path}${version}  ${l.target.length} bytes  ${l.role}` +
-            `${l.pending ? '  (unpublished)' : ''}\n`,
+          `    ${l.target.length} bytes  sha256 ${l.target.hashes.sha256}  ` +
+            `${l.role}${l.pending ? '  (unpublished)' : ''}\n`,
         );
       }
     });

@@ -19,22 +19,30 @@ export function registerVerify(program: Command, io: CliIO): void {
         'including every target file',
     )
     .option('--skip-targets', 'check metadata only, not target files')
-    .action(async (flags: { skipTargets?: boolean }, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<GlobalOptions>();
-      const report = await verifyRepository(opts.dir, {
-        skipTargets: flags.skipTargets,
-      });
-      if (opts.json) {
-        printJson(io, report);
-      } else {
-        for (const problem of report.problems) io.out(`FAIL ${problem}\n`);
-        io.out(
-          `${report.ok ? 'OK' : 'FAILED'}: root v${report.rootVersion}, ` +
-            `${report.roles} targets roles, ${report.targets} targets` +
-            (flags.skipTargets ? ' (files not checked)' : '') +
-            `, ${report.problems.length} problem(s)\n`,
-        );
-      }
-      if (!report.ok) throw new VerificationFailed(report.problems.length);
-    });
+    .option('--skip-history', 'check only current versions, not kept ones')
+    .action(
+      async (
+        flags: { skipTargets?: boolean; skipHistory?: boolean },
+        cmd: Command,
+      ) => {
+        const opts = cmd.optsWithGlobals<GlobalOptions>();
+        const report = await verifyRepository(opts.dir, {
+          skipTargets: flags.skipTargets,
+          skipHistory: flags.skipHistory,
+        });
+        if (opts.json) {
+          printJson(io, report);
+        } else {
+          for (const problem of report.problems) io.out(`FAIL ${problem}\n`);
+          io.out(
+            `${report.ok ? 'OK' : 'FAILED'}: root v${report.rootVersion}, ` +
+              `${report.roles} targets roles, ${report.targets} targets, ` +
+              `${report.historyFiles} kept versions` +
+              (flags.skipTargets ? ' (files not checked)' : '') +
+              `, ${report.problems.length} problem(s)\n`,
+          );
+        }
+        if (!report.ok) throw new VerificationFailed(report.problems.length);
+      },
+    );
 }

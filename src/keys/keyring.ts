@@ -12,33 +12,41 @@ import { readKeyFile, unsealPrivateKey, type KeyFile } from './keyfile.js';
 import type { PassphraseSource } from './passphrase.js';
 
 export class Keyring {
-  readonly dir: string;
+  /** The folders read, in the order given. */
+  readonly dirs: string[];
   readonly #files = new Map<string, KeyFile>();
   readonly #signers = new Map<string, SigningKey>();
   readonly #passphrases: PassphraseSource;
 
-  private constructor(dir: string, passphrases: PassphraseSource) {
-    this.dir = dir;
+  private constructor(dirs: string[], passphrases: PassphraseSource) {
+    this.dirs = dirs;
     this.#passphrases = passphrases;
   }
 
   /**
-   * Reads every `*.json` key file in `dir`. A missing folder is an empty
-   * keyring: an online server may hold only some keys, or none.
+   * Reads every `*.json` key file in each folder (say, the online keys and
+   * a mounted stick of offline keys). A missing folder adds nothing: a
+   * server may hold only some keys, or none.
    */
-  static async open(dir: string, passphrases: PassphraseSource): Promise<Keyring> {
-    const ring = new Keyring(dir, passphrases);
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return ring;
-      throw err;
-    }
-    for (const name of names.sort()) {
-      if (!name.endsWith('.json')) continue;
-      const file = await readKeyFile(join(dir, name));
-      ring.#files.set(file.key.keyID, file);
+  static async open(
+    dirs: string | readonly string[],
+    passphrases: PassphraseSource,
+  ): Promise<Keyring> {
+    const list = typeof dirs === 'string' ? [dirs] : [...dirs];
+    const ring = new Keyring(list, passphrases);
+    for (const dir of list) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      for (const name of names.sort()) {
+        if (!name.endsWith('.json')) continue;
+        const file = await readKeyFile(join(dir, name));
+        ring.#files.set(file.key.keyID, file);
+      }
     }
     return ring;
   }
@@ -58,12 +66,21 @@ export class Keyring {
 
   /** Signers for whichever of `keyids` this keyring holds. */
   async signersFor(keyids: readonly string[]): Promise<SigningKey[]> {
-    const out: SigningKey[] = [];
-    for (const keyid of new Set(keyids)) {
-      const signer = await this.signer(keyid);
-      if (signer) out.push(signer);
-    }
-    return out;
+    const unique = [...new Set(keyids)];
+    // scrypt runs on the libuv pool, so keys whose passphrase needs no
+    // person unlock side by side; prompts go one at a time.
+    const signers = this.#passphrases.interactive
+      ? await unique.reduce<Promise<(SigningKey | undefined)[]>>(
+          async (acc, keyid) => [...(await acc), await this.signer(keyid)],
+          Promise.resolve([]),
+        )
+      : await Promise.all(unique.map((keyid) => this.signer(keyid)));
+    return signers.filter((s): s is SigningKey => s !== undefined);
+  }
+
+  /** Unlocks every key this keyring can for `keyids`, ahead of signing. */
+  async unlock(keyids: readonly string[]): Promise<number> {
+    return (await this.signersFor(keyids)).length;
   }
 
   async signer(keyid: string): Promise<SigningKey | undefined> {

@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { BadInputError, NoPassphraseError } from '../errors.js';
 
 export interface PassphraseSource {
+  /** Whether asking means prompting a person, one question at a time. */
+  readonly interactive: boolean;
   /** A passphrase to seal newly generated keys with. */
   forNewKeys(): Promise<string>;
   /**
@@ -16,27 +18,35 @@ export interface PassphraseSource {
   forKey(label: string, attempt: number): Promise<string | undefined>;
 }
 
-/** One fixed passphrase for every key, from a file or the environment. */
+/**
+ * Fixed passphrases, from a file or the environment. The first seals new
+ * keys; every one is tried, in order, on a key to open, so keys sealed by
+ * different holders can be opened in one run.
+ */
 export class FixedPassphrase implements PassphraseSource {
-  readonly #value: string;
+  readonly interactive = false;
+  readonly #values: string[];
 
-  constructor(value: string) {
-    if (value.length === 0) {
+  constructor(...values: string[]) {
+    if (values.length === 0 || values.some((v) => v.length === 0)) {
       throw new BadInputError('the passphrase is empty');
     }
-    this.#value = value;
+    this.#values = values;
   }
 
   forNewKeys(): Promise<string> {
-    return Promise.resolve(this.#value);
+    return Promise.resolve(this.#values[0]);
   }
 
   forKey(_label: string, attempt: number): Promise<string | undefined> {
-    return Promise.resolve(attempt === 0 ? this.#value : undefined);
+    return Promise.resolve(this.#values[attempt]);
   }
 }
 
-/** The passphrase in a file: its first line, without the line ending. */
+/**
+ * The passphrases in a file, one a line (blank lines skipped); the first
+ * line seals new keys.
+ */
 export function passphraseFromFile(path: string): FixedPassphrase {
   let text: string;
   try {
@@ -46,15 +56,16 @@ export function passphraseFromFile(path: string): FixedPassphrase {
       cause: err,
     });
   }
-  const firstLine = text.split(/\r?\n/, 1)[0] ?? '';
-  if (firstLine.length === 0) {
+  const lines = text.split(/\r?\n/).filter((line) => line.length > 0);
+  if (lines.length === 0) {
     throw new BadInputError(`passphrase file ${path} is empty`);
   }
-  return new FixedPassphrase(firstLine);
+  return new FixedPassphrase(...lines);
 }
 
 /** Asks on the terminal; new keys get the passphrase asked twice. */
 export class PromptPassphrase implements PassphraseSource {
+  readonly interactive = true;
   readonly #tries: number;
   #last?: string;
 

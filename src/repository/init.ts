@@ -15,6 +15,7 @@ import {
   Timestamp,
 } from '../tuf/models.js';
 
+import type { KeyObject } from 'node:crypto';
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, BadInputError } from '../errors.js';
@@ -201,8 +202,11 @@ export async function initRepository(
   // Existing keys sign version 1 too when their passphrase is at hand.
   for (const file of existingFiles) keyring.addFile(file);
   const passphrase = await options.passphrases.forNewKeys();
-  await mkdir(options.keysDir, { recursive: true, mode: 0o700 });
 
+  // New keys stay in memory until every role is signed: a run that fails
+  // (an existing key that will not open, a threshold not met) leaves no
+  // key files behind.
+  const newKeys: { path: string; label: string; privateKey: KeyObject }[] = [];
   const created: CreatedKey[] = [];
   const roleKeys = {} as Record<KeyedRole, Key[]>;
   for (const role of KEYED_ROLES) {
@@ -218,13 +222,11 @@ export async function initRepository(
         options.keysDir,
         `${role}-${keys.length + 1}-${signer.key.keyID.slice(0, 8)}.json`,
       );
-      await writeKeyFile(
+      newKeys.push({
         path,
-        `${role} key ${keys.length + 1}`,
+        label: `${role} key ${keys.length + 1}`,
         privateKey,
-        passphrase,
-        options.scrypt,
-      );
+      });
       keyring.addSigner(signer);
       keys.push(signer.key);
       created.push({ role, keyid: signer.key.keyID, keyType: type, path });
@@ -349,6 +351,16 @@ export async function initRepository(
   );
   await signWithThresholds(TIMESTAMP, timestamp, keyring, [trustOf(TIMESTAMP)]);
 
+  await mkdir(options.keysDir, { recursive: true, mode: 0o700 });
+  for (const key of newKeys) {
+    await writeKeyFile(
+      key.path,
+      key.label,
+      key.privateKey,
+      passphrase,
+      options.scrypt,
+    );
+  }
   await mkdir(layout.state, { recursive: true });
   await mkdir(layout.targets, { recursive: true });
   await writePublication(layout, {

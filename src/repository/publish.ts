@@ -264,6 +264,19 @@ export async function publish(
     return { published: false, versions: {}, unchanged };
   }
 
+  // Every key this run signs with is unlocked up front, side by side where
+  // no person has to type a passphrase.
+  const needed = new Set<string>();
+  for (const role of changedTargets) {
+    for (const key of (await repo.workingTrust(role, root)).keys) {
+      needed.add(key.keyID);
+    }
+  }
+  for (const role of snapshotDue ? [SNAPSHOT, TIMESTAMP] : [TIMESTAMP]) {
+    for (const keyid of root.roles[role]?.keyIDs ?? []) needed.add(keyid);
+  }
+  await repo.keyring?.unlock([...needed]);
+
   // Sign every changed targets role; all thresholds are checked before any
   // file is written, so one role short of signatures stops the whole run.
   const targets = new Map<string, Metadata<Targets>>();

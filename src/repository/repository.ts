@@ -31,7 +31,6 @@ import {
   CorruptMetadataError,
   NoDelegationError,
   NotFoundError,
-  TufotaError,
 } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
@@ -590,25 +589,38 @@ export class Repository {
   async addTargets(
     inputs: readonly TargetInput[],
     onProgress?: (done: number, total: number) => void,
+    options: { replace?: boolean } = {},
   ): Promise<{ role: string; target: TargetFile; replaced: boolean }[]> {
     const seen = new Set<string>();
-    const owners: string[] = [];
     for (const input of inputs) {
       if (seen.has(input.path)) {
-        throw new TufotaError(
-          'BAD_INPUT',
-          `target path ${input.path} is given twice`,
-        );
+        throw new BadInputError(`target path ${input.path} is given twice`);
       }
       seen.add(input.path);
-      owners.push(await this.ownerOf(input.path));
+    }
+    const owners: string[] = [];
+    for (const input of inputs) {
+      const owner = await this.ownerOf(input.path);
+      const listed = (await this.workingTargets(owner)).targets[input.path];
+      if (listed && !options.replace) {
+        // Devices may already hold this path's bytes; new content under an
+        // old name must be asked for.
+        throw new BadInputError(
+          `${input.path} is already listed in ${owner} (sha256 ` +
+            `${listed.hashes.sha256?.slice(0, 16)}…); use --replace to list ` +
+            'new content under that path',
+        );
+      }
+      owners.push(owner);
     }
     // Unreadable sources are refused before anything is copied.
     await mapLimit(inputs, 32, async (input) => {
       const info = await stat(input.source).catch((err: unknown) => {
-        throw new BadInputError(`cannot read target file ${input.source}`, {
-          cause: err,
-        });
+        const why = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw new BadInputError(
+          `cannot read target file ${input.source} (${why})`,
+          { cause: err },
+        );
       });
       if (!info.isFile()) {
         throw new BadInputError(`target file ${input.source} is not a file`);
@@ -670,6 +682,12 @@ export class Repository {
    * list it remain valid for clients that hold them.
    */
   async removeTarget(path: string): Promise<string> {
+    if (!path.includes('/')) {
+      throw new NotFoundError(
+        `${path} is not a target path; target paths have a folder, ` +
+          `e.g. images/${path}`,
+      );
+    }
     const role = await this.ownerOf(path);
     const working = await this.workingTargets(role);
     if (!(path in working.targets)) {

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeError } from '../errors.js';
+import { NotARepositoryError, describeError } from '../errors.js';
 import {
   parseMetadata,
   roleKeysFor,
@@ -29,6 +29,7 @@ import { consistentTargetPath } from '../tuf/paths.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
 import { Layout } from './layout.js';
 import { mapLimit } from './repository.js';
+import { verifyHistory } from './verify-history.js';
 
 export interface VerifyReport {
   ok: boolean;
@@ -37,12 +38,16 @@ export interface VerifyReport {
   roles: number;
   targets: number;
   targetBytes: number;
+  /** Kept versioned files checked, beyond the root chain. */
+  historyFiles: number;
 }
 
 export interface VerifyOptions {
   now?: Date;
   /** Skip hashing target files (metadata checks only). */
   skipTargets?: boolean;
+  /** Skip checking the kept versions that are no longer current. */
+  skipHistory?: boolean;
 }
 
 async function tryRead(path: string): Promise<Buffer | undefined> {
@@ -87,6 +92,7 @@ export async function verifyRepository(
     roles: 0,
     targets: 0,
     targetBytes: 0,
+    historyFiles: 0,
   };
   const parse = <K extends MetadataKind>(
     kind: K,
@@ -142,8 +148,17 @@ export async function verifyRepository(
     }
   };
 
+  try {
+    await stat(layout.metadata);
+  } catch {
+    throw new NotARepositoryError(
+      `${dir} holds no published repository (no ${layout.metadata} folder)`,
+    );
+  }
+
   // 5.3: the root chain from version 1.
   let root: Metadata<Root> | undefined;
+  const roots: Metadata<Root>[] = [];
   for (let version = 1; ; version++) {
     const name = `${version}.root.json`;
     const bytes = await tryRead(layout.metadataFile(name));
@@ -167,6 +182,7 @@ export async function verifyRepository(
       problems.push(`${name}: consistent_snapshot is off`);
     }
     root = md;
+    roots.push(md);
     report.rootVersion = version;
   }
   if (!root) {
@@ -286,6 +302,12 @@ export async function verifyRepository(
     if (!visited.has(role)) {
       problems.push(`${snapName}: lists ${role}, which no role delegates to`);
     }
+  }
+
+  if (!options.skipHistory) {
+    const history = await verifyHistory(layout, roots);
+    report.historyFiles = history.files;
+    problems.push(...history.problems);
   }
 
   report.targets = targetChecks.length;

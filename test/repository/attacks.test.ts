@@ -318,7 +318,9 @@ async function honestRepo(at?: Date): Promise<TestRepo> {
   await writeFile(source, CONTENT);
   const repo = await t.open();
   try {
-    await repo.addTargets([{ source, path: TARGET }]);
+    await repo.addTargets([{ source, path: TARGET }], undefined, {
+      replace: true,
+    });
     const result = await publish(repo, at ? { now: at } : {});
     assert.deepEqual(result.versions, {
       releases: 2,

@@ -35,7 +35,9 @@ async function release(
       await writeFile(source, content);
       inputs.push({ source, path });
     }
-    if (inputs.length > 0) await repo.addTargets(inputs);
+    if (inputs.length > 0) {
+      await repo.addTargets(inputs, undefined, { replace: true });
+    }
     const result = await publish(repo, options);
     assert.ok(result.published, 'the publish wrote a new version');
     return result.versions;

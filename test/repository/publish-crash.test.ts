@@ -67,7 +67,7 @@ async function addFile(
   await writeFile(source, content);
   const repo = await t.open();
   try {
-    await repo.addTargets([{ source, path }]);
+    await repo.addTargets([{ source, path }], undefined, { replace: true });
   } finally {
     await repo.close();
   }
