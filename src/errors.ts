@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'NOT_A_REPOSITORY'
   | 'ALREADY_EXISTS'
   | 'LOCKED'
-  | 'NOT_FOUND';
+  | 'NOT_FOUND'
+  | 'WRITE_FAILED';
 
 export class TufotaError extends Error {
   readonly code: ErrorCode;
@@ -111,6 +112,30 @@ export class LockedError extends TufotaError {
 export class NotFoundError extends TufotaError {
   constructor(message: string) {
     super('NOT_FOUND', message);
+  }
+}
+
+/**
+ * Writing a target into the repository failed (a full disk, a quota, an I/O
+ * error): not the source's fault, so it names the repository file and the
+ * errno.
+ */
+export class TargetWriteError extends TufotaError {
+  /** The errno code, such as ENOSPC. */
+  readonly errno: string;
+  readonly path: string;
+
+  constructor(source: string, path: string, err: unknown) {
+    const errno =
+      (err as NodeJS.ErrnoException | undefined)?.code ?? String(err);
+    super(
+      'WRITE_FAILED',
+      `cannot write ${path} in the repository while copying target file ` +
+        `${source} (${errno})`,
+      { cause: err },
+    );
+    this.errno = errno;
+    this.path = path;
   }
 }
 

@@ -79,7 +79,10 @@ export function registerInit(program: Command, io: CliIO): void {
       'use the public key of an existing key file instead of a new key',
       collect,
     )
-    .option('--bins <n>', 'split releases into N hashed bins (power of two)')
+    .option(
+      '--bins <n>',
+      'split releases into N hashed bins (a power of two, at most 16384)',
+    )
     .action(async (flags: InitFlags, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions & InitFlags>();
       const keyTypes = perRole<KeyType>(
@@ -172,9 +175,15 @@ export function registerInit(program: Command, io: CliIO): void {
       io.out(
         `Expiry: ${EXPIRY_KEYS.map((k) => `${k} ${formatDuration(expiry[k].period)}`).join(', ')}\n`,
       );
-      io.out(
-        'Root and targets keys are offline keys: move them off this machine ' +
-          '(see keys/README.md).\n',
+      const madeOffline = result.keys.some(
+        (k) =>
+          k.path !== undefined && (k.role === 'root' || k.role === 'targets'),
       );
+      if (madeOffline) {
+        io.out(
+          'Root and targets keys are offline keys: keep their files off the ' +
+            'server (see "A security team" in the tufota README).\n',
+        );
+      }
     });
 }

@@ -21,10 +21,16 @@ import {
 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { BadKeyFileError, BadPassphraseError } from '../errors.js';
+import {
+  BadInputError,
+  BadKeyFileError,
+  BadPassphraseError,
+  describeError,
+} from '../errors.js';
 import { writeFileAtomic } from '../repository/atomic.js';
 import { computeKeyId } from '../tuf/canonical.js';
 import { publicKeyFor } from './keygen.js';
+import { checkNewPassphrase } from './passphrase.js';
 
 const scryptAsync = promisify(scrypt) as (
   password: string,
@@ -38,6 +44,50 @@ const scryptAsync = promisify(scrypt) as (
  * enough to hurt guessing, fast enough for the few keys a command opens.
  */
 export const DEFAULT_SCRYPT = { N: 2 ** 15, r: 8, p: 1 };
+
+/**
+ * The scrypt settings a key file may ask for. They are read from the file,
+ * so a hostile one could otherwise ask for gigabytes of memory or hours of
+ * work: N a power of two from 2^10 to 2^20, r from 1 to 32, p from 1 to 16.
+ */
+export const SCRYPT_LIMITS = {
+  N: { min: 2 ** 10, max: 2 ** 20 },
+  r: { min: 1, max: 32 },
+  p: { min: 1, max: 16 },
+} as const;
+
+/** The most memory one key's scrypt may take: 8 times the default. */
+const SCRYPT_MAX_MEMORY = 256 * 1024 * 1024;
+
+/** Why scrypt settings are refused, or undefined when they are accepted. */
+export function scryptProblem(params: {
+  N?: unknown;
+  r?: unknown;
+  p?: unknown;
+}): string | undefined {
+  const { N, r, p } = params;
+  const within = (v: unknown, l: { min: number; max: number }) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= l.min && v <= l.max;
+  const powerOfTwo = (v: number) => (v & (v - 1)) === 0;
+  if (!within(N, SCRYPT_LIMITS.N) || !powerOfTwo(N as number)) {
+    return `scrypt N ${String(N)} is not a power of two from 2^10 to 2^20`;
+  }
+  if (!within(r, SCRYPT_LIMITS.r)) {
+    return `scrypt r ${String(r)} is not from 1 to 32`;
+  }
+  if (!within(p, SCRYPT_LIMITS.p)) {
+    return `scrypt p ${String(p)} is not from 1 to 16`;
+  }
+  // scrypt itself requires N < 2^(16 r) (RFC 7914); OpenSSL refuses more.
+  if ((N as number) >= 2 ** (16 * (r as number))) {
+    return `scrypt N ${String(N)} is not below 2^(16 r) for r ${String(r)}`;
+  }
+  // Memory is 128 N r bytes; the limits above alone would allow 4 GiB.
+  if (128 * (N as number) * (r as number) > SCRYPT_MAX_MEMORY) {
+    return `scrypt N ${String(N)} with r ${String(r)} needs more than 256 MiB`;
+  }
+  return undefined;
+}
 
 export interface KeyFile {
   /** Where it was read from, for messages. */
@@ -71,9 +121,9 @@ export async function sealPrivateKey(
   passphrase: string,
   params = DEFAULT_SCRYPT,
 ): Promise<SealedKey> {
-  if (passphrase.length === 0) {
-    throw new BadPassphraseError('an empty passphrase is not allowed');
-  }
+  checkNewPassphrase(passphrase);
+  const problem = scryptProblem(params);
+  if (problem) throw new BadInputError(`cannot seal a key: ${problem}`);
   const kdf = {
     name: 'scrypt' as const,
     ...params,
@@ -120,6 +170,31 @@ export async function writeKeyFile(
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A base64 string that decodes to `min` to `max` bytes. */
+function isBase64(value: unknown, min: number, max: number): boolean {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) {
+    return false;
+  }
+  const length = Buffer.from(value, 'base64').length;
+  return length >= min && length <= max;
+}
+
+/**
+ * Whether a file's text says it is a tufota key file: a JSON object with a
+ * `"tufota_key"` field or, for text that is not JSON (a key file cut
+ * short, say), the field's name anywhere in it. Such a file must then
+ * parse as a good key file; any other file is not a key file at all.
+ */
+export function claimsToBeKeyFile(raw: string): boolean {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch {
+    return raw.includes('"tufota_key"');
+  }
+  return isRecord(doc) && 'tufota_key' in doc;
 }
 
 /** Reads a key file's public half; the private half stays sealed. */
@@ -175,6 +250,22 @@ export function parseKeyFile(raw: string, path: string): KeyFile {
       `key file ${path} uses an unknown encryption; expected scrypt and aes-256-gcm`,
     );
   }
+  const problem = scryptProblem(kdf);
+  if (problem) {
+    throw new BadKeyFileError(
+      `key file ${path}: ${problem}; refusing to run it`,
+    );
+  }
+  if (
+    !isBase64(kdf.salt, 8, 64) ||
+    !isBase64(cipher.iv, 12, 12) ||
+    !isBase64(cipher.tag, 16, 16) ||
+    !isBase64(sealed.ciphertext, 1, 16384)
+  ) {
+    throw new BadKeyFileError(
+      `key file ${path} has a malformed salt, iv, tag or ciphertext`,
+    );
+  }
   return {
     path,
     label: typeof label === 'string' ? label : '',
@@ -192,11 +283,30 @@ export async function unsealPrivateKey(
   passphrase: string,
 ): Promise<KeyObject> {
   const { kdf, cipher, ciphertext } = file.private;
+  // A file built in memory, not read by parseKeyFile, is checked here too.
+  const problem = scryptProblem(kdf);
+  if (problem) {
+    throw new BadKeyFileError(
+      `key file ${file.path}: ${problem}; refusing to run it`,
+    );
+  }
+  // scrypt failing (out of memory, say) says nothing about the passphrase,
+  // and trying other passphrases would only fail again.
+  let derived: Buffer;
+  try {
+    derived = await deriveKey(passphrase, kdf);
+  } catch (err) {
+    throw new BadKeyFileError(
+      `key file ${file.path}: scrypt failed (${describeError(err)}); ` +
+        'the passphrase was not tried',
+      { cause: err },
+    );
+  }
   let der: Buffer;
   try {
     const decipher = createDecipheriv(
       'aes-256-gcm',
-      await deriveKey(passphrase, kdf),
+      derived,
       Buffer.from(cipher.iv, 'base64'),
     );
     decipher.setAAD(Buffer.from(file.key.keyID, 'utf8'));

@@ -3,19 +3,48 @@
  * a role it signs for has to be signed, and then kept in memory for the life
  * of the keyring so one command asks for each passphrase once.
  */
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BadPassphraseError } from '../errors.js';
+import { BadKeyFileError, BadPassphraseError } from '../errors.js';
+import { logger } from '../log.js';
 import type { SigningKey } from '../tuf/metadata.js';
 import { InMemorySigner } from './keygen.js';
-import { readKeyFile, unsealPrivateKey, type KeyFile } from './keyfile.js';
+import {
+  claimsToBeKeyFile,
+  parseKeyFile,
+  unsealPrivateKey,
+  type KeyFile,
+} from './keyfile.js';
 import type { PassphraseSource } from './passphrase.js';
+
+/** A key the keyring holds but could not open. */
+export interface UnlockFailure {
+  keyid: string;
+  /** Names the key and its file, as `signersFor` would have thrown it. */
+  error: BadPassphraseError;
+}
+
+export interface SignersResult {
+  /** Signers for the keys that opened (and ones already unlocked). */
+  signers: SigningKey[];
+  /** Keys held here that no passphrase opened; empty when all opened. */
+  failures: UnlockFailure[];
+}
+
+interface Attempt {
+  keyid: string;
+  signer?: SigningKey;
+  error?: BadPassphraseError;
+}
+
+const log = logger.child({ module: 'keys/keyring' });
 
 export class Keyring {
   /** The folders read, in the order given. */
   readonly dirs: string[];
   readonly #files = new Map<string, KeyFile>();
   readonly #signers = new Map<string, SigningKey>();
+  readonly #failed = new Map<string, BadPassphraseError>();
   readonly #passphrases: PassphraseSource;
 
   private constructor(dirs: string[], passphrases: PassphraseSource) {
@@ -26,7 +55,9 @@ export class Keyring {
   /**
    * Reads every `*.json` key file in each folder (say, the online keys and
    * a mounted stick of offline keys). A missing folder adds nothing: a
-   * server may hold only some keys, or none.
+   * server may hold only some keys, or none. JSON files that are not tufota
+   * key files (no `"tufota_key"` field) are skipped; one that has the field
+   * but is damaged fails with a BadKeyFileError naming it.
    */
   static async open(
     dirs: string | readonly string[],
@@ -44,7 +75,24 @@ export class Keyring {
       }
       for (const name of names.sort()) {
         if (!name.endsWith('.json')) continue;
-        const file = await readKeyFile(join(dir, name));
+        const path = join(dir, name);
+        let raw: string;
+        try {
+          raw = await readFile(path, 'utf8');
+        } catch (err) {
+          // A folder that happens to end in .json is no key file.
+          if ((err as NodeJS.ErrnoException).code === 'EISDIR') continue;
+          throw new BadKeyFileError(`cannot read key file ${path}`, {
+            cause: err,
+          });
+        }
+        // Other JSON (a README's data, a device list) may share the folder;
+        // a file that says it is a key file must be a good one.
+        if (!claimsToBeKeyFile(raw)) {
+          log.debug({ path }, 'skipping a JSON file that is not a key file');
+          continue;
+        }
+        const file = parseKeyFile(raw, path);
         ring.#files.set(file.key.keyID, file);
       }
     }
@@ -64,28 +112,65 @@ export class Keyring {
     this.#files.set(file.key.keyID, file);
   }
 
-  /** Signers for whichever of `keyids` this keyring holds. */
+  /**
+   * Signers for whichever of `keyids` this keyring holds. The first key
+   * that no passphrase opens fails the whole call; see `trySignersFor` to
+   * go on without it.
+   */
   async signersFor(keyids: readonly string[]): Promise<SigningKey[]> {
-    const unique = [...new Set(keyids)];
-    // scrypt runs on the libuv pool, so keys whose passphrase needs no
-    // person unlock side by side; prompts go one at a time.
-    const signers = this.#passphrases.interactive
-      ? await unique.reduce<Promise<(SigningKey | undefined)[]>>(
-          async (acc, keyid) => [...(await acc), await this.signer(keyid)],
-          Promise.resolve([]),
-        )
-      : await Promise.all(unique.map((keyid) => this.signer(keyid)));
-    return signers.filter((s): s is SigningKey => s !== undefined);
+    const { signers, failures } = await this.trySignersFor(keyids);
+    if (failures.length > 0) throw failures[0].error;
+    return signers;
   }
 
-  /** Unlocks every key this keyring can for `keyids`, ahead of signing. */
-  async unlock(keyids: readonly string[]): Promise<number> {
-    return (await this.signersFor(keyids)).length;
+  /**
+   * Signers for whichever of `keyids` this keyring holds and can open.
+   * A key that no passphrase opens does not stop the others: it is listed
+   * in `failures` (with its BadPassphraseError), so a caller can sign with
+   * the rest and still reach a threshold, or report every key that would
+   * not open. Any other error (a scrypt failure, a key file whose private
+   * half does not match, no terminal to ask on) is thrown. Signers come in
+   * the order of `keyids`.
+   */
+  async trySignersFor(keyids: readonly string[]): Promise<SignersResult> {
+    const unique = [...new Set(keyids)];
+    const attempt = async (keyid: string): Promise<Attempt> => {
+      try {
+        return { keyid, signer: await this.signer(keyid) };
+      } catch (err) {
+        if (err instanceof BadPassphraseError) return { keyid, error: err };
+        throw err;
+      }
+    };
+    // scrypt runs on the libuv pool, so keys whose passphrase needs no
+    // person unlock side by side; prompts go one at a time.
+    let attempts: Attempt[];
+    if (this.#passphrases.interactive) {
+      attempts = [];
+      for (const keyid of unique) attempts.push(await attempt(keyid));
+    } else {
+      const settled = await Promise.allSettled(unique.map(attempt));
+      const thrown = settled.find((r) => r.status === 'rejected');
+      if (thrown) throw thrown.reason;
+      attempts = settled.map(
+        (r) => (r as PromiseFulfilledResult<Attempt>).value,
+      );
+    }
+    const signers: SigningKey[] = [];
+    const failures: UnlockFailure[] = [];
+    for (const a of attempts) {
+      if (a.error) failures.push({ keyid: a.keyid, error: a.error });
+      else if (a.signer) signers.push(a.signer);
+    }
+    return { signers, failures };
   }
 
   async signer(keyid: string): Promise<SigningKey | undefined> {
     const ready = this.#signers.get(keyid);
     if (ready) return ready;
+    // A key that no passphrase opened is not tried (or asked for) again.
+    const failed = this.#failed.get(keyid);
+    if (failed) throw failed;
     const file = this.#files.get(keyid);
     if (!file) return undefined;
 
@@ -103,8 +188,11 @@ export class Keyring {
         lastError = err;
       }
     }
-    throw lastError instanceof Error
-      ? lastError
-      : new BadPassphraseError(`no passphrase opened ${label}`);
+    const error =
+      lastError instanceof BadPassphraseError
+        ? lastError
+        : new BadPassphraseError(`no passphrase opened ${label}`);
+    this.#failed.set(keyid, error);
+    throw error;
   }
 }

@@ -6,6 +6,23 @@
 import { readFileSync } from 'node:fs';
 import { BadInputError, NoPassphraseError } from '../errors.js';
 
+/** The fewest characters a passphrase that seals new keys may have. */
+export const MIN_NEW_PASSPHRASE = 8;
+
+/**
+ * Refuses a passphrase too short to seal new keys with. Opening existing
+ * keys accepts any passphrase: they were sealed before this rule, or
+ * elsewhere.
+ */
+export function checkNewPassphrase(passphrase: string, from?: string): void {
+  if ([...passphrase].length < MIN_NEW_PASSPHRASE) {
+    throw new BadInputError(
+      `the passphrase for new keys${from ? ` (from ${from})` : ''} is too ` +
+        `short: use at least ${MIN_NEW_PASSPHRASE} characters`,
+    );
+  }
+}
+
 export interface PassphraseSource {
   /** Whether asking means prompting a person, one question at a time. */
   readonly interactive: boolean;
@@ -26,6 +43,7 @@ export interface PassphraseSource {
 export class FixedPassphrase implements PassphraseSource {
   readonly interactive = false;
   readonly #values: string[];
+  #from?: string;
 
   constructor(...values: string[]) {
     if (values.length === 0 || values.some((v) => v.length === 0)) {
@@ -34,8 +52,19 @@ export class FixedPassphrase implements PassphraseSource {
     this.#values = values;
   }
 
+  /** The same, with the source named in messages (e.g. the file). */
+  static from(where: string, values: string[]): FixedPassphrase {
+    const source = new FixedPassphrase(...values);
+    source.#from = where;
+    return source;
+  }
+
   forNewKeys(): Promise<string> {
-    return Promise.resolve(this.#values[0]);
+    const value = this.#values[0];
+    return new Promise((resolve) => {
+      checkNewPassphrase(value, this.#from);
+      resolve(value);
+    });
   }
 
   forKey(_label: string, attempt: number): Promise<string | undefined> {
@@ -60,7 +89,7 @@ export function passphraseFromFile(path: string): FixedPassphrase {
   if (lines.length === 0) {
     throw new BadInputError(`passphrase file ${path} is empty`);
   }
-  return new FixedPassphrase(...lines);
+  return FixedPassphrase.from(`the first line of ${path}`, lines);
 }
 
 /** Asks on the terminal; new keys get the passphrase asked twice. */
@@ -80,8 +109,10 @@ export class PromptPassphrase implements PassphraseSource {
         message: 'Passphrase for the new keys:',
         mask: true,
       });
-      if (first.length < 8) {
-        process.stderr.write('Use at least 8 characters.\n');
+      if ([...first].length < MIN_NEW_PASSPHRASE) {
+        process.stderr.write(
+          `Use at least ${MIN_NEW_PASSPHRASE} characters.\n`,
+        );
         continue;
       }
       const second = await password({ message: 'Again:', mask: true });
@@ -129,7 +160,7 @@ export function passphraseSource(options: {
   if (options.passphraseFile) return passphraseFromFile(options.passphraseFile);
   const fromEnv = (options.env ?? process.env).TUFOTA_PASSPHRASE;
   if (fromEnv !== undefined && fromEnv !== '') {
-    return new FixedPassphrase(fromEnv);
+    return FixedPassphrase.from('TUFOTA_PASSPHRASE', [fromEnv]);
   }
   return new PromptPassphrase();
 }

@@ -11,9 +11,17 @@ import { basename, dirname, join } from 'node:path';
 
 export const TEMP_PREFIX = '.tmp-';
 
+/** How much of the final name a temporary name keeps, for people to read. */
+const TEMP_NAME_KEEP = 40;
+
+/**
+ * `.tmp-<start of the name>.<12 hex>`: at most 58 characters, so a temporary
+ * name fits wherever its final name does, however long that is.
+ */
 export function tempPathFor(path: string): string {
   const suffix = randomBytes(6).toString('hex');
-  return join(dirname(path), `${TEMP_PREFIX}${basename(path)}.${suffix}`);
+  const name = basename(path).slice(0, TEMP_NAME_KEEP);
+  return join(dirname(path), `${TEMP_PREFIX}${name}.${suffix}`);
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

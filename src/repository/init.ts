@@ -36,6 +36,8 @@ import {
 } from '../tuf/bins.js';
 import {
   DEFAULT_EXPIRY,
+  EXPIRY_KEYS,
+  checkExpiryPolicy,
   expiresAt,
   expiryKeyFor,
   type ExpiryPolicies,
@@ -135,6 +137,7 @@ export async function initRepository(
   const layout = new Layout(options.dir);
   const now = options.now ?? new Date();
   const expiry: ExpiryPolicies = { ...DEFAULT_EXPIRY, ...options.expiry };
+  for (const key of EXPIRY_KEYS) checkExpiryPolicy(key, expiry[key]);
   const bins =
     options.bins !== undefined ? binLayout(options.bins, RELEASES) : undefined;
 
@@ -153,6 +156,9 @@ export async function initRepository(
   const thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
   const existing: Partial<Record<KeyedRole, Key[]>> = {};
   const existingFiles: KeyFile[] = [];
+  // A key serves one role: an online timestamp key that also counted toward
+  // root's threshold would let whoever takes the server sign a new root.
+  const roleOfKey = new Map<string, KeyedRole>();
   for (const role of KEYED_ROLES) {
     const files = options.existingKeys?.[role] ?? [];
     const keys: Key[] = [];
@@ -165,6 +171,15 @@ export async function initRepository(
           `key ${key.keyID.slice(0, 8)} (${file}) is given twice for ${role}`,
         );
       }
+      const other = roleOfKey.get(key.keyID);
+      if (other !== undefined) {
+        throw new BadInputError(
+          `key ${key.keyID} (${file}) is given for both ${other} and ` +
+            `${role}; a key may serve one role only, so that no online key ` +
+            "counts toward another role's threshold",
+        );
+      }
+      roleOfKey.set(key.keyID, role);
       keys.push(key);
     }
     existing[role] = keys;
@@ -201,7 +216,6 @@ export async function initRepository(
   const keyring = await Keyring.open(options.keysDir, options.passphrases);
   // Existing keys sign version 1 too when their passphrase is at hand.
   for (const file of existingFiles) keyring.addFile(file);
-  const passphrase = await options.passphrases.forNewKeys();
 
   // New keys stay in memory until every role is signed: a run that fails
   // (an existing key that will not open, a threshold not met) leaves no
@@ -233,6 +247,10 @@ export async function initRepository(
     }
     roleKeys[role] = keys;
   }
+  // Asked for only when there are new keys to seal (an init that uses only
+  // existing keys needs none), and before any key is unlocked for signing.
+  const passphrase =
+    newKeys.length > 0 ? await options.passphrases.forNewKeys() : '';
 
   const expires = (role: string) =>
     expiresAt(now, expiry[expiryKeyFor(role)].period);
@@ -363,12 +381,11 @@ export async function initRepository(
   }
   await mkdir(layout.state, { recursive: true });
   await mkdir(layout.targets, { recursive: true });
-  await writePublication(layout, {
-    root,
-    targets: targetsRoles,
-    snapshot,
-    timestamp,
-  });
+  await writePublication(
+    layout,
+    { root, targets: targetsRoles, snapshot, timestamp },
+    1,
+  );
   // The settings file marks the folder as a repository; it goes last so a
   // run cut short can simply be run again.
   await writeConfig(layout, { expiry, bins });

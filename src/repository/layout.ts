@@ -6,6 +6,8 @@
  *   .tufota/config.json settings: expiry policies, hashed bins
  *   .tufota/drafts/     unsigned next versions of changed roles
  *   .tufota/lock        the writer lock
+ *   .tufota/published.json  the versions last published, to notice a
+ *                       metadata/ folder rolled back or restored from backup
  *
  * Only metadata/ and targets/ are for clients; a server must not serve the
  * rest.
@@ -29,6 +31,8 @@ export class Layout {
   readonly drafts: string;
   readonly config: string;
   readonly lock: string;
+  readonly published: string;
+  readonly importing: string;
 
   constructor(root: string) {
     this.root = root;
@@ -38,6 +42,8 @@ export class Layout {
     this.drafts = join(this.state, 'drafts');
     this.config = join(this.state, 'config.json');
     this.lock = join(this.state, 'lock');
+    this.published = join(this.state, 'published.json');
+    this.importing = join(this.state, 'importing.json');
   }
 
   metadataFile(name: string): string {
@@ -101,4 +107,43 @@ export async function writeConfig(
 ): Promise<void> {
   const doc = { tufota_repository: 1, ...config };
   await writeFileAtomic(layout.config, JSON.stringify(doc, null, 2) + '\n');
+}
+
+/** The versions a repository last published; see Layout#published. */
+export interface PublishedRecord {
+  root: number;
+  snapshot: number;
+  timestamp: number;
+}
+
+export async function readPublishedRecord(
+  layout: Layout,
+): Promise<PublishedRecord | undefined> {
+  let raw: string;
+  try {
+    raw = await readFile(layout.published, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const doc = JSON.parse(raw) as Partial<PublishedRecord>;
+    if (
+      Number.isSafeInteger(doc.root) &&
+      Number.isSafeInteger(doc.snapshot) &&
+      Number.isSafeInteger(doc.timestamp)
+    ) {
+      return doc as PublishedRecord;
+    }
+  } catch {
+    // Reported below with the file's name.
+  }
+  throw new CorruptMetadataError(`${layout.published} is not readable`);
+}
+
+export async function writePublishedRecord(
+  layout: Layout,
+  record: PublishedRecord,
+): Promise<void> {
+  await writeFileAtomic(layout.published, JSON.stringify(record) + '\n');
 }

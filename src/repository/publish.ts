@@ -16,8 +16,15 @@ import {
   Timestamp,
 } from '@tufjs/models';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, unlink } from 'node:fs/promises';
-import { BadInputError, UnsignedMetadataError } from '../errors.js';
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import {
+  BadInputError,
+  CorruptMetadataError,
+  UnsignedMetadataError,
+  describeError,
+} from '../errors.js';
+import { consistentTargetPath, checkTargetPath } from '../tuf/paths.js';
+import { join } from 'node:path';
 import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
 import {
@@ -39,7 +46,7 @@ import {
 import { ROOT, SNAPSHOT, TIMESTAMP } from '../tuf/roles.js';
 import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
 import { checkpoint } from './faults.js';
-import type { Layout } from './layout.js';
+import { writePublishedRecord, type Layout } from './layout.js';
 import { mapLimit, type Repository } from './repository.js';
 
 const log = logger.child({ module: 'repository/publish' });
@@ -60,10 +67,22 @@ export async function signWithThresholds(
 ): Promise<void> {
   md.signatures = {};
   const keyids = trust.flatMap((t) => t.keys.map((k) => k.keyID));
-  const signers = keyring ? await keyring.signersFor(keyids) : [];
+  // A key that will not open does not stop the run while the others still
+  // reach every threshold; when they do not, the key that would not open
+  // is what the user needs to hear about.
+  const { signers, failures } = keyring
+    ? await keyring.trySignersFor(keyids)
+    : { signers: [], failures: [] };
   for (const signer of signers) await addSignature(md, signer);
   for (const t of trust) {
     const result = verifyRole(role, md, t);
+    if (!result.verified && failures.length > 0) throw failures[0].error;
+    if (result.verified && failures.length > 0) {
+      log.warn(
+        { role, unopened: failures.map((f) => f.keyid) },
+        'signed without keys that would not open',
+      );
+    }
     if (!result.verified) {
       log.warn(
         {
@@ -91,7 +110,9 @@ export interface Publication {
 export async function writePublication(
   layout: Layout,
   pub: Publication,
+  currentRoot: number,
 ): Promise<void> {
+  const rootVersion = pub.root?.signed.version ?? currentRoot;
   await mkdir(layout.metadata, { recursive: true });
   const file = (name: string) => layout.metadataFile(name);
 
@@ -127,14 +148,20 @@ export async function writePublication(
 
   // The versioned timestamp is history for auditors; clients only ever
   // read timestamp.json, replaced here last and in one rename.
+  // timestamp.json goes first: the kept copy is history, and a kept copy
+  // newer than timestamp.json must only ever mean a rolled-back folder.
   await checkpoint('publish:timestamp');
   const tsBytes = serializeMetadata(pub.timestamp);
+  await writeFileAtomic(file('timestamp.json'), tsBytes);
   await writeFileAtomic(
     file(`${pub.timestamp.signed.version}.timestamp.json`),
     tsBytes,
-    { deferDirSync: true },
   );
-  await writeFileAtomic(file('timestamp.json'), tsBytes);
+  await writePublishedRecord(layout, {
+    root: rootVersion,
+    snapshot: pub.snapshot.signed.version,
+    timestamp: pub.timestamp.signed.version,
+  });
   await checkpoint('publish:done');
 }
 
@@ -220,6 +247,7 @@ export async function publish(
       unchanged.push(role);
       continue;
     }
+    await checkDraft(repo, role, draft, published);
     changedTargets.push(role);
   }
   for (const role of resign) {
@@ -275,7 +303,7 @@ export async function publish(
   for (const role of snapshotDue ? [SNAPSHOT, TIMESTAMP] : [TIMESTAMP]) {
     for (const keyid of root.roles[role]?.keyIDs ?? []) needed.add(keyid);
   }
-  await repo.keyring?.unlock([...needed]);
+  await repo.keyring?.trySignersFor([...needed]);
 
   // Sign every changed targets role; all thresholds are checked before any
   // file is written, so one role short of signatures stops the whole run.
@@ -348,12 +376,17 @@ export async function publish(
   ]);
 
   await cleanTemporaries(repo.layout);
-  await writePublication(repo.layout, {
-    root: newRoot,
-    targets,
-    snapshot: snapshotDue ? snapshot : repo.snapshot,
-    timestamp,
-  });
+  await keepTimestampCopy(repo);
+  await writePublication(
+    repo.layout,
+    {
+      root: newRoot,
+      targets,
+      snapshot: snapshotDue ? snapshot : repo.snapshot,
+      timestamp,
+    },
+    repo.root.signed.version,
+  );
   // Only once timestamp.json is in place are the drafts spent.
   await repo.forgetPublishedDrafts([...changedTargets, ...unchanged], targets);
   await repo.reload();
@@ -365,6 +398,74 @@ export async function publish(
   versions[TIMESTAMP] = timestamp.signed.version;
   log.info({ versions }, 'published');
   return { published: true, versions, unchanged };
+}
+
+/**
+ * Drafts are plain files on the writer's disk; before one is signed, every
+ * entry that differs from the published role is held to the rules the
+ * commands that write drafts follow: a valid path, owned by this role
+ * through the delegations, stored under both hash names at its length. A
+ * draft may not change delegations, which no draft-writing command does.
+ */
+async function checkDraft(
+  repo: Repository,
+  role: string,
+  draft: Targets,
+  published: Targets | undefined,
+): Promise<void> {
+  const refuse = (why: string) => {
+    throw new CorruptMetadataError(
+      `the draft of ${role} ${why}; drop it with "tufota discard ${role}"`,
+    );
+  };
+  const delegations = (t: Targets | undefined) =>
+    JSON.stringify(t?.delegations?.toJSON() ?? null);
+  if (delegations(draft) !== delegations(published)) {
+    refuse('changes delegations');
+  }
+  for (const [path, target] of Object.entries(draft.targets)) {
+    const before = published?.targets[path];
+    if (before && before.equals(target)) continue;
+    try {
+      checkTargetPath(path);
+    } catch (err) {
+      refuse(`lists a bad path: ${describeError(err)}`);
+    }
+    if ((await repo.ownerOf(path).catch(() => undefined)) !== role) {
+      refuse(`lists ${path}, which the delegations do not give to ${role}`);
+    }
+    const { sha256, sha512 } = target.hashes;
+    if (!sha256 || !sha512) refuse(`lists ${path} without sha256 and sha512`);
+    for (const digest of [sha256, sha512]) {
+      const file = join(
+        repo.layout.targets,
+        consistentTargetPath(path, digest),
+      );
+      const info = await stat(file).catch(() => undefined);
+      if (!info || info.size !== target.length) {
+        refuse(
+          `lists ${path}, but ${file} is missing or not ${target.length} bytes`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * A publish killed between timestamp.json and its kept copy leaves the
+ * history one short; the next publish puts the copy back.
+ */
+async function keepTimestampCopy(repo: Repository): Promise<void> {
+  const name = `${repo.timestamp.signed.version}.timestamp.json`;
+  try {
+    await stat(repo.layout.metadataFile(name));
+  } catch {
+    log.warn({ file: name }, 'restoring the kept copy of the timestamp');
+    await writeFileAtomic(
+      repo.layout.metadataFile(name),
+      serializeMetadata(repo.timestamp),
+    );
+  }
 }
 
 /** Removes temporary files a killed writer left in metadata/. */

@@ -35,7 +35,7 @@ import {
 import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
 import { binIndexFor, binName } from '../tuf/bins.js';
-import { checkTargetPath } from '../tuf/paths.js';
+import { checkTargetPath, consistentTargetPath } from '../tuf/paths.js';
 import {
   copyTargets,
   parseMetadata,
@@ -47,8 +47,19 @@ import {
   type RoleKeys,
 } from '../tuf/metadata.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
-import { fsyncDir, writeFilesTogether } from './atomic.js';
-import { Layout, readConfig, type RepositoryConfig } from './layout.js';
+import {
+  TEMP_PREFIX,
+  fsyncDir,
+  writeFileAtomic,
+  writeFilesTogether,
+} from './atomic.js';
+import { dirname, isAbsolute, join, relative } from 'node:path';
+import {
+  Layout,
+  readConfig,
+  readPublishedRecord,
+  type RepositoryConfig,
+} from './layout.js';
 import { RepositoryLock } from './lock.js';
 import { importTarget } from './target-import.js';
 
@@ -178,6 +189,7 @@ export class Repository {
     try {
       await repo.#loadPublished();
       await repo.#scanDrafts();
+      if (lock) await repo.#cleanInterruptedImport();
     } catch (err) {
       await lock?.release();
       throw err;
@@ -273,6 +285,46 @@ export class Repository {
     this.#requireSigned(SNAPSHOT, snapshot, this.#rootKeys(SNAPSHOT), snapName);
     this.#timestamp = timestamp;
     this.#snapshot = snapshot;
+    await this.#refuseRollback();
+  }
+
+  /**
+   * A metadata/ folder restored from an old copy would have the next
+   * publish overwrite versioned files that clients already hold, and
+   * clients that saw newer versions would refuse every update after it.
+   */
+  async #refuseRollback(): Promise<void> {
+    const current = {
+      root: this.root.signed.version,
+      snapshot: this.#snapshot.signed.version,
+      timestamp: this.#timestamp.signed.version,
+    };
+    const record = await readPublishedRecord(this.layout);
+    const newerCopy = `${current.timestamp + 1}.timestamp.json`;
+    const keptNewer = await stat(this.layout.metadataFile(newerCopy)).then(
+      () => true,
+      () => false,
+    );
+    const behind = record
+      ? (['root', 'snapshot', 'timestamp'] as const).filter(
+          (role) => current[role] < record[role],
+        )
+      : [];
+    if (behind.length === 0 && !keptNewer) return;
+    const what = keptNewer
+      ? `${newerCopy} is kept but timestamp.json is version ${current.timestamp}`
+      : behind
+          .map(
+            (role) =>
+              `${role} is version ${current[role]}, ${record?.[role]} was published`,
+          )
+          .join('; ');
+    throw new CorruptMetadataError(
+      `the published metadata is older than what this repository last ` +
+        `published (${what}): ${this.layout.metadata} was rolled back or ` +
+        'restored from an old copy; put the newest metadata back before ' +
+        'writing',
+    );
   }
 
   #rootKeys(role: string): RoleKeys {
@@ -343,6 +395,36 @@ export class Repository {
       throw new CorruptMetadataError(`${parent} does not delegate to ${role}`);
     }
     return keys;
+  }
+
+  /** Removes partial copies a killed `targets add` left behind. */
+  async #cleanInterruptedImport(): Promise<void> {
+    let dirs: string[];
+    try {
+      const doc = JSON.parse(await readFile(this.layout.importing, 'utf8')) as {
+        dirs?: unknown;
+      };
+      dirs = Array.isArray(doc.dirs)
+        ? doc.dirs.filter((d): d is string => typeof d === 'string')
+        : [];
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      dirs = [];
+    }
+    for (const dir of dirs) {
+      // Only folders inside targets/ are touched, whatever the marker says.
+      const rel = relative(this.layout.targets, dir);
+      if (rel.startsWith('..') || isAbsolute(rel)) continue;
+      const names = await readdir(dir).catch(() => [] as string[]);
+      const partial = names.filter((n) => n.startsWith(TEMP_PREFIX));
+      for (const name of partial) {
+        await unlink(join(dir, name)).catch(() => undefined);
+      }
+      if (partial.length > 0) {
+        log.warn({ dir, files: partial.length }, 'removed partial copies');
+      }
+    }
+    await unlink(this.layout.importing).catch(() => undefined);
   }
 
   // ---- drafts --------------------------------------------------------------
@@ -626,6 +708,20 @@ export class Repository {
         throw new BadInputError(`target file ${input.source} is not a file`);
       }
     });
+    // A marker names the folders this batch writes into, so that after a
+    // kill -9 the next writer removes the partial copies left there.
+    const targetDirs = [
+      ...new Set(
+        inputs.map((i) =>
+          dirname(join(this.layout.targets, consistentTargetPath(i.path, 'x'))),
+        ),
+      ),
+    ];
+    await mkdir(this.layout.state, { recursive: true });
+    await writeFileAtomic(
+      this.layout.importing,
+      JSON.stringify({ dirs: targetDirs }),
+    );
     let done = 0;
     const dirs = new Set<string>();
     const known = new Set<string>();
@@ -671,8 +767,10 @@ export class Repository {
       this.#forgetUnsaved();
       await Promise.all(created.map((f) => unlink(f).catch(() => undefined)));
       for (const dir of dirs) await fsyncDir(dir).catch(() => undefined);
+      await unlink(this.layout.importing).catch(() => undefined);
       throw err;
     }
+    await unlink(this.layout.importing).catch(() => undefined);
     log.info({ count: out.length }, 'targets added to drafts');
     return out;
   }

@@ -6,9 +6,18 @@
  */
 import { TargetFile } from '@tufjs/models';
 import { createHash } from 'node:crypto';
-import { link, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import {
+  link,
+  lstat,
+  mkdir,
+  open,
+  rename,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { BadInputError } from '../errors.js';
+import { BadInputError, TargetWriteError } from '../errors.js';
 import { consistentTargetPath } from '../tuf/paths.js';
 import { tempPathFor } from './atomic.js';
 
@@ -36,6 +45,49 @@ async function exists(path: string): Promise<boolean> {
 /** Read size for target files: whole for small ones, 1 MiB pieces else. */
 const CHUNK = 1 << 20;
 
+function errnoOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? String(err);
+}
+
+function readError(source: string, err: unknown): BadInputError {
+  return new BadInputError(
+    `cannot read target file ${source} (${errnoOf(err)})`,
+    { cause: err },
+  );
+}
+
+function writeError(source: string, path: string, err: unknown): Error {
+  return err instanceof TargetWriteError
+    ? err
+    : new TargetWriteError(source, path, err);
+}
+
+/**
+ * Opens a target source for reading and checks, on the open handle, that it
+ * is a regular file. Checking a path and then opening it leaves a window in
+ * which it can be swapped for a FIFO (an open that blocks, with the writer
+ * lock held) or a device such as /dev/zero (a copy without end); O_NONBLOCK
+ * keeps the open itself from waiting on a FIFO.
+ */
+async function openRegularFile(source: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(source, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    throw readError(source, err);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      throw new BadInputError(`target file ${source} is not a regular file`);
+    }
+    return handle;
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err instanceof BadInputError ? err : readError(source, err);
+  }
+}
+
 export async function importTarget(
   targetsDir: string,
   source: string,
@@ -58,31 +110,53 @@ export async function importTarget(
   const temp = tempPathFor(join(dir, 'target'));
   const out = await open(temp, 'wx', 0o644);
   try {
-    let input;
+    let input: FileHandle | undefined;
     try {
-      // A buffer sized to the file reads a small target in one call, where
-      // a stream would allocate a full 1 MiB buffer for each read.
-      input = await open(source, 'r');
+      input = await openRegularFile(source);
+      // Only the size seen on the open handle is read: a file that grows
+      // meanwhile is cut there, and what is hashed is exactly what is
+      // copied. A buffer sized to the file reads a small target in one
+      // call, where a stream would allocate a full 1 MiB for each read.
       const { size } = await input.stat();
-      const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(size + 1, CHUNK)));
-      for (;;) {
-        const { bytesRead } = await input.read(buffer, 0, buffer.length, null);
+      const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(size, CHUNK)));
+      while (length < size) {
+        const want = Math.min(buffer.length, size - length);
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await input.read(buffer, 0, want, null));
+        } catch (err) {
+          throw readError(source, err);
+        }
         if (bytesRead === 0) break;
         const chunk = buffer.subarray(0, bytesRead);
         sha256.update(chunk);
         sha512.update(chunk);
         length += bytesRead;
-        await out.write(chunk);
+        try {
+          // A write cut short (a disk filling up) is carried on, so that it
+          // ends in an error instead of a stored file shorter than hashed.
+          for (let at = 0; at < chunk.length;) {
+            const { bytesWritten } = await out.write(
+              chunk,
+              at,
+              chunk.length - at,
+            );
+            if (bytesWritten === 0) throw new Error('nothing written');
+            at += bytesWritten;
+          }
+        } catch (err) {
+          throw writeError(source, temp, err);
+        }
       }
-    } catch (err) {
-      throw new BadInputError(`cannot read target file ${source}`, {
-        cause: err,
-      });
     } finally {
       await input?.close().catch(() => undefined);
     }
-    await out.sync();
-    await out.close();
+    try {
+      await out.sync();
+      await out.close();
+    } catch (err) {
+      throw writeError(source, temp, err);
+    }
   } catch (err) {
     await out.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);

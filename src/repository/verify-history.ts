@@ -37,6 +37,7 @@ export interface HistoryReport {
 export async function verifyHistory(
   layout: Layout,
   roots: readonly Metadata<Root>[],
+  currentTimestamp?: number,
 ): Promise<HistoryReport> {
   const problems: string[] = [];
   const names = (await readdir(layout.metadata)).sort();
@@ -68,7 +69,17 @@ export async function verifyHistory(
       continue;
     }
     const [, versionText, role] = match;
-    if (role === ROOT) continue; // the root chain is checked on its own
+    if (role === ROOT) {
+      // The chain was walked from 1 until the first missing version; a
+      // root file beyond that gap is not part of it.
+      if (Number(versionText) > roots.length) {
+        problems.push(
+          `${name}: not part of the root chain ` +
+            `(${roots.length + 1}.root.json is missing)`,
+        );
+      }
+      continue;
+    }
     files++;
     const version = Number(versionText);
     let md: Metadata<AnySigned>;
@@ -93,6 +104,26 @@ export async function verifyHistory(
     const list = parsed.get(role) ?? [];
     list.push({ version, md });
     parsed.set(role, list);
+  }
+
+  // Every version is kept, so each role's versions run from 1 without a
+  // gap. The current timestamp's own copy is written after timestamp.json
+  // and may be missing after a crash; the next publish puts it back.
+  for (const [role, versions] of parsed) {
+    const have = new Set(versions.map((v) => v.version));
+    const newest = Math.max(...have);
+    for (let v = 1; v < newest; v++) {
+      if (!have.has(v))
+        problems.push(`${v}.${role}.json is missing from the kept versions`);
+    }
+    if (role === TIMESTAMP && currentTimestamp !== undefined) {
+      if (newest > currentTimestamp) {
+        problems.push(
+          `timestamp.json is version ${currentTimestamp} but ` +
+            `${newest}.timestamp.json is kept: timestamp.json was rolled back`,
+        );
+      }
+    }
   }
 
   // Who may have signed each role: every root for top-level roles, every

@@ -305,7 +305,11 @@ export async function verifyRepository(
   }
 
   if (!options.skipHistory) {
-    const history = await verifyHistory(layout, roots);
+    const history = await verifyHistory(
+      layout,
+      roots,
+      timestamp.signed.version,
+    );
     report.historyFiles = history.files;
     problems.push(...history.problems);
   }

@@ -6,8 +6,16 @@
 import { createHash } from 'node:crypto';
 import { BadInputError } from '../errors.js';
 
+/**
+ * The most bins a repository may have. Every bin is a role listed in the
+ * snapshot (about 60 bytes each, fetched by clients on every refresh) and
+ * in its delegator, and `init` signs and writes them all: 16384 bins give a
+ * 1 MiB snapshot, already far more than the largest catalogue needs.
+ */
+export const MAX_BINS = 16384;
+
 export interface BinLayout {
-  /** Number of bins, a power of two from 2 to 65536. */
+  /** Number of bins, a power of two from 2 to MAX_BINS. */
   count: number;
   /** Length of each hex prefix. */
   prefixLength: number;
@@ -19,11 +27,11 @@ export function binLayout(count: number, parent: string): BinLayout {
   if (
     !Number.isInteger(count) ||
     count < 2 ||
-    count > 65536 ||
+    count > MAX_BINS ||
     (count & (count - 1)) !== 0
   ) {
     throw new BadInputError(
-      `--bins must be a power of two from 2 to 65536, got ${count}`,
+      `--bins must be a power of two from 2 to ${MAX_BINS}, got ${count}`,
     );
   }
   const prefixLength = Math.ceil(Math.log2(count) / 4);
@@ -80,6 +88,6 @@ export const TARGETS_PER_BIN = 512;
  */
 export function defaultBinCount(targets: number): number {
   let count = 16;
-  while (count < 65536 && count * TARGETS_PER_BIN < targets) count *= 2;
+  while (count < MAX_BINS && count * TARGETS_PER_BIN < targets) count *= 2;
   return count;
 }

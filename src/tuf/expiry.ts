@@ -88,7 +88,46 @@ export function parseDuration(text: string, what: string): number {
   if (!(value >= SECOND)) {
     throw new BadInputError(`${what}: "${text}" must be at least one second`);
   }
+  if (!Number.isFinite(value)) {
+    throw new BadInputError(`${what}: "${text}" is too long`);
+  }
   return Math.round(value);
+}
+
+/**
+ * The longest expiry period: 100 years (of 365.25 days). Longer periods
+ * have no use and soon leave the range of dates JavaScript can represent.
+ */
+export const MAX_PERIOD = 36_525 * DAY;
+
+/**
+ * Checks one role's policy: a period from a second to 100 years, and a
+ * refresh window shorter than the period, or the role would be due for
+ * re-signing the moment it is signed.
+ */
+export function checkExpiryPolicy(key: string, policy: ExpiryPolicy): void {
+  const { period, refreshWindow } = policy;
+  if (!Number.isFinite(period) || period < SECOND) {
+    throw new BadInputError(
+      `${key}: the expiry period must be at least one second`,
+    );
+  }
+  if (period > MAX_PERIOD) {
+    throw new BadInputError(
+      `${key}: the expiry period ${formatDuration(period)} is longer than ` +
+        `100 years (${formatDuration(MAX_PERIOD)})`,
+    );
+  }
+  if (!Number.isFinite(refreshWindow) || refreshWindow < 0) {
+    throw new BadInputError(`${key}: the refresh window must not be negative`);
+  }
+  if (refreshWindow >= period) {
+    throw new BadInputError(
+      `${key}: the refresh window ${formatDuration(refreshWindow)} is not ` +
+        `shorter than the expiry period ${formatDuration(period)}; the role ` +
+        'would always be due for re-signing',
+    );
+  }
 }
 
 export function formatDuration(ms: number): string {

@@ -6,8 +6,14 @@
 import { posix } from 'node:path';
 import { BadTargetPathError } from '../errors.js';
 
-const SEGMENT = /^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}$/;
+const SEGMENT = /^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$/;
 const MAX_PATH = 512;
+/**
+ * The longest segment. The last one is stored as `<128-hex sha512>.NAME`,
+ * and file systems allow 255 bytes a name: 100 leaves room for the hash and
+ * for any temporary name built from it (segments are ASCII, a byte each).
+ */
+export const MAX_SEGMENT = 100;
 
 export function checkTargetPath(path: string): string {
   if (path.length === 0) throw new BadTargetPathError('target path is empty');
@@ -30,6 +36,13 @@ export function checkTargetPath(path: string): string {
     if (segment === '..' || segment === '.') {
       throw new BadTargetPathError(
         `target path "${path}" contains a "${segment}" segment`,
+      );
+    }
+    if (segment.length > MAX_SEGMENT) {
+      throw new BadTargetPathError(
+        `target path "${path}" has a segment of ${segment.length} ` +
+          `characters; the limit is ${MAX_SEGMENT} characters a segment ` +
+          '(stored names add a 129-character hash prefix)',
       );
     }
     if (!SEGMENT.test(segment)) {

@@ -157,6 +157,47 @@ const CASES: BadInput[] = [
     error: /custom data at custom\.ratio: 1\.5 is not a whole number/,
   },
   {
+    name: 'an emoji in --custom',
+    argv: (c) =>
+      add(c, join(c.files, 'fw.bin'), '--custom', '{"notes":"fast 🚀"}'),
+    error:
+      /custom data at custom\.notes: strings may not hold characters outside the Basic Multilingual Plane .*python-tuf clients/,
+  },
+  {
+    name: 'a control character in a --custom key',
+    argv: (c) => add(c, join(c.files, 'fw.bin'), '--custom', '{"a\\u0007":1}'),
+    error:
+      /custom data at custom, key "a\\u0007": keys may not hold control characters/,
+  },
+  {
+    name: '--custom nested too deep',
+    argv: (c) =>
+      add(
+        c,
+        join(c.files, 'fw.bin'),
+        '--custom',
+        `{"a":${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+      ),
+    error: /nested deeper than 32 levels/,
+  },
+  {
+    name: 'a --custom critical that is not a boolean',
+    argv: (c) =>
+      add(c, join(c.files, 'fw.bin'), '--custom', '{"critical":"yes"}'),
+    error: /custom data at custom\.critical: must be true or false/,
+  },
+  {
+    name: 'a --custom version that is not a semantic version',
+    argv: (c) => add(c, join(c.files, 'fw.bin'), '--custom', '{"version":2}'),
+    error: /custom data at custom\.version: must be a semantic version string/,
+  },
+  {
+    name: 'a target name too long to store',
+    argv: (c) =>
+      add(c, join(c.files, 'fw.bin'), '--path', `images/${'a'.repeat(101)}`),
+    error: /has a segment of 101 characters; the limit is 100 characters/,
+  },
+  {
     name: '--custom that is not a JSON object',
     argv: (c) => add(c, join(c.files, 'fw.bin'), '--custom', '[1,2]'),
     error: /--custom must be a JSON object/,
@@ -202,6 +243,49 @@ const CASES: BadInput[] = [
       /key [0-9a-f]{8} \(.*root-1-[0-9a-f]{8}\.json\) is given twice for root/,
   },
   {
+    // An online key must never count toward root's threshold.
+    name: 'one key file for root and for timestamp',
+    argv: (c) =>
+      init(
+        c,
+        '--use-key',
+        `root=${c.rootKey}`,
+        '--use-key',
+        `timestamp=${c.rootKey}`,
+      ),
+    error:
+      /key [0-9a-f]{64} \(.*root-1-[0-9a-f]{8}\.json\) is given for both root and timestamp; a key may serve one role only/,
+  },
+  {
+    name: 'a refresh window not shorter than the expiry period',
+    argv: (c) => init(c, '--refresh', 'timestamp=30d'),
+    error:
+      /timestamp: the refresh window 30d0h is not shorter than the expiry period 1d0h/,
+  },
+  {
+    name: 'a refresh window equal to the expiry period',
+    argv: (c) => init(c, '--expiry', 'snapshot=2d', '--refresh', 'snapshot=2d'),
+    error:
+      /snapshot: the refresh window 2d0h is not shorter than the expiry period 2d0h/,
+  },
+  {
+    name: 'an expiry period over 100 years',
+    argv: (c) => init(c, '--expiry', 'root=99999999d'),
+    error: /root: the expiry period 99999999d0h is longer than 100 years/,
+  },
+  {
+    name: '--bins above 16384',
+    argv: (c) => init(c, '--bins', '32768'),
+    error: /--bins must be a power of two from 2 to 16384, got 32768/,
+  },
+  {
+    name: 'a passphrase for new keys shorter than 8 characters',
+    argv: (c) => init(c),
+    env: { TUFOTA_PASSPHRASE: 'short' },
+    error:
+      /the passphrase for new keys \(from TUFOTA_PASSPHRASE\) is too short: use at least 8 characters/,
+  },
+  {
     name: 'a threshold above the key count',
     argv: (c) => init(c, '--threshold', 'root=4'),
     error:
@@ -225,7 +309,7 @@ const CASES: BadInput[] = [
   {
     name: '--bins that is not a power of two',
     argv: (c) => init(c, '--bins', '12'),
-    error: /--bins must be a power of two from 2 to 65536, got 12/,
+    error: /--bins must be a power of two from 2 to 16384, got 12/,
   },
   {
     name: 'an unknown key type',
@@ -247,6 +331,37 @@ const CASES: BadInput[] = [
     error:
       // Keys are unlocked side by side: any of the three may answer first.
       /wrong passphrase for key [0-9a-f]{8} \(.*(releases|snapshot|timestamp)-1-[0-9a-f]{8}\.json\)/,
+  },
+  {
+    name: 'a damaged key file in the key folder',
+    setup: async (c) => {
+      await cliOk(add(c, join(c.files, 'fw2.bin')));
+      await writeFile(join(c.keys, 'broken.json'), '{"tufota_key": 1}');
+    },
+    argv: publish,
+    error: (c) =>
+      new RegExp(
+        `key file ${escape(join(c.keys, 'broken.json'))} is missing fields`,
+      ),
+  },
+  {
+    name: 'a key file asking for a huge scrypt cost',
+    setup: async (c) => {
+      await cliOk(add(c, join(c.files, 'fw2.bin')));
+      const name = (await readdir(c.keys)).find((n) =>
+        n.startsWith('releases-'),
+      );
+      assert.ok(name);
+      const path = join(c.keys, name);
+      const doc = JSON.parse(await readFile(path, 'utf8')) as {
+        private: { kdf: { N: number } };
+      };
+      doc.private.kdf.N = 2 ** 30;
+      await writeFile(path, JSON.stringify(doc));
+    },
+    argv: publish,
+    error:
+      /key file .*releases-1-[0-9a-f]{8}\.json: scrypt N 1073741824 is not a power of two from 2\^10 to 2\^20/,
   },
   {
     name: 'a passphrase file that does not exist',
