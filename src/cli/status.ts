@@ -49,6 +49,7 @@ export function registerStatus(program: Command, io: CliIO): void {
       }
       io.out(`repository ${status.dir} at ${status.now}\n`);
       io.out('role               version sigs       expiry\n');
+      io.out('  (sigs: valid signatures/threshold of the keys trusted)\n');
       // Hundreds of bins would drown the rest; they are summed up in one
       // line unless one of them needs attention.
       const bins = status.roles.filter((r) => /-bin-[0-9a-f]+$/.test(r.role));

@@ -92,8 +92,10 @@ export function registerTargets(program: Command, io: CliIO): void {
             ? new SingleBar({ stream: process.stderr, etaBuffer: 50 })
             : undefined;
         bar?.start(files.length, 0);
-        const added = await repo.addTargets(inputs, (done) =>
-          bar?.update(done),
+        const added = await repo.addTargets(
+          inputs,
+          (done) => bar?.update(done),
+          { replace: flags.replace },
         );
         bar?.stop();
         if (opts.json) {
