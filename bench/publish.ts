@@ -26,11 +26,8 @@ import { Keyring } from '../src/keys/keyring.js';
 import { FixedPassphrase } from '../src/keys/passphrase.js';
 import { initRepository } from '../src/repository/init.js';
 import { publish } from '../src/repository/publish.js';
-import {
-  Repository,
-  mapLimit,
-  type TargetInput,
-} from '../src/repository/repository.js';
+import { mapLimit } from '../src/repository/limit.js';
+import { Repository, type TargetInput } from '../src/repository/repository.js';
 import { verifyRepository } from '../src/repository/verify.js';
 import { defaultBinCount } from '../src/tuf/bins.js';
 

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { mapLimit } from './limit.js';
 
 export const TEMP_PREFIX = '.tmp-';
 
@@ -83,36 +84,24 @@ export async function writeFilesTogether(
   concurrency = 8,
 ): Promise<void> {
   const temps: string[] = [];
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const writeOne = async (path: string, data: string | Buffer) => {
-    const temp = tempPathFor(path);
+  const writeOne = async (file: { path: string; data: string | Buffer }) => {
+    const temp = tempPathFor(file.path);
     temps.push(temp);
     const handle = await open(temp, 'wx', 0o644);
     try {
-      await handle.writeFile(data);
+      await handle.writeFile(file.data);
       await handle.sync();
     } finally {
       await handle.close();
     }
     return temp;
   };
-  const prepared = new Array<string>(files.length);
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, files.length) }, async () => {
-      while (next < files.length && !failure) {
-        const i = next++;
-        try {
-          prepared[i] = await writeOne(files[i].path, files[i].data);
-        } catch (error) {
-          failure ??= { error };
-        }
-      }
-    }),
-  );
-  if (failure) {
+  let prepared: string[];
+  try {
+    prepared = await mapLimit(files, concurrency, writeOne);
+  } catch (err) {
     await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)));
-    throw failure.error;
+    throw err;
   }
   for (let i = 0; i < files.length; i++) {
     await rename(prepared[i], files[i].path);

@@ -24,7 +24,6 @@ import {
   type TargetFile,
   type Timestamp,
 } from '@tufjs/models';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import {
   BadInputError,
@@ -60,6 +59,7 @@ import {
   readPublishedRecord,
   type RepositoryConfig,
 } from './layout.js';
+import { mapLimit } from './limit.js';
 import { RepositoryLock } from './lock.js';
 import { importTarget } from './target-import.js';
 
@@ -83,39 +83,6 @@ export interface ListedTarget {
   /** True when the entry is in a draft not yet published. */
   pending: boolean;
 }
-
-/**
- * Runs `fn` over `items` with at most `limit` in flight. After a failure no
- * new item starts, and the first error is thrown only once every item in
- * flight has settled, so no write is still running when the caller cleans up.
- */
-async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const workers = Array.from(
-    { length: Math.min(limit, items.length) },
-    async () => {
-      while (next < items.length && !failure) {
-        const i = next++;
-        try {
-          out[i] = await fn(items[i], i);
-        } catch (error) {
-          failure ??= { error };
-        }
-      }
-    },
-  );
-  await Promise.all(workers);
-  if (failure) throw failure.error;
-  return out;
-}
-
-export { mapLimit };
 
 /** Target copies in flight at once during a batch import. */
 const IMPORT_CONCURRENCY = 16;
@@ -810,10 +777,5 @@ export class Repository {
       }
     }
     return out.sort((a, b) => a.target.path.localeCompare(b.target.path));
-  }
-
-  /** The hex sha256 of a published file, for callers that report it. */
-  static sha256(bytes: Buffer): string {
-    return createHash('sha256').update(bytes).digest('hex');
   }
 }

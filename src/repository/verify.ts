@@ -28,7 +28,7 @@ import {
 import { consistentTargetPath } from '../tuf/paths.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
 import { Layout } from './layout.js';
-import { mapLimit } from './repository.js';
+import { mapLimit } from './limit.js';
 import { verifyHistory } from './verify-history.js';
 
 export interface VerifyReport {
