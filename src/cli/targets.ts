@@ -107,13 +107,14 @@ export function registerTargets(program: Command, io: CliIO): void {
               length: a.target.length,
               hashes: a.target.hashes,
               replaced: a.replaced,
+              unchanged: a.unchanged,
             })),
           );
           return;
         }
         for (const a of added) {
           io.out(
-            `${a.replaced ? 'replaced' : 'added'} ${a.target.path} ` +
+            `${a.unchanged ? 'unchanged' : a.replaced ? 'replaced' : 'added'} ${a.target.path} ` +
               `(${a.target.length} bytes, sha256 ${a.target.hashes.sha256.slice(0, 16)}…) in ${a.role}\n`,
           );
         }

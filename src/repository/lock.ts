@@ -10,12 +10,15 @@
  * there; so of several writers that find one dead lock, exactly one wins.
  */
 import { randomBytes } from 'node:crypto';
-import { link, readFile, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { LockedError } from '../errors.js';
 import { logger } from '../log.js';
 
 const log = logger.child({ module: 'repository/lock' });
+
+/** How long a takeover guard may sit before it is taken for debris. */
+const GUARD_MAX_AGE = 10_000;
 
 interface LockRecord {
   pid: number;
@@ -115,7 +118,9 @@ export class RepositoryLock {
       );
     }
     throw new LockedError(
-      `could not take the repository lock ${this.path}: other writers keep taking it`,
+      `could not take the repository lock ${this.path}: other writers keep ` +
+        `taking it, or ${this.path}.takeover was left behind (it is cleared ` +
+        'once it is 10 seconds old)',
     );
   }
 
@@ -123,9 +128,20 @@ export class RepositoryLock {
   async #takeOver(seen: string): Promise<void> {
     const guard = `${this.path}.takeover`;
     if (!(await createWhole(guard, newRecord()))) {
-      // Someone else is taking over right now; a guard whose own holder
-      // died is cleared so it cannot block forever.
-      if (isStale(parseRecord(await readRaw(guard)))) {
+      // Someone else is taking over right now. A guard is held for a few
+      // milliseconds, so one whose holder died, or that names nobody and
+      // has sat for a while, is debris and is cleared.
+      const raw = await readRaw(guard);
+      const holder = parseRecord(raw);
+      const old = await stat(guard).then(
+        (info) => Date.now() - info.mtimeMs > GUARD_MAX_AGE,
+        () => false,
+      );
+      if (
+        isStale(holder) ||
+        (old && (holder === undefined || holder.host !== hostname()))
+      ) {
+        log.warn({ guard }, 'clearing a takeover guard left behind');
         await unlink(guard).catch(() => undefined);
       }
       return;

@@ -24,6 +24,7 @@ import {
   describeError,
 } from '../errors.js';
 import { consistentTargetPath, checkTargetPath } from '../tuf/paths.js';
+import { checkCustom } from '../tuf/custom.js';
 import { join } from 'node:path';
 import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
@@ -424,6 +425,11 @@ async function checkDraft(
   if (delegations(draft) !== delegations(published)) {
     refuse('changes delegations');
   }
+  const extras = (t: Targets | undefined) =>
+    JSON.stringify(t?.unrecognizedFields ?? {});
+  // @tufjs/models keeps unknown fields, `_type` among them, and writes them
+  // over its own: a draft may carry no field the published role lacks.
+  if (extras(draft) !== extras(published)) refuse('adds fields to the role');
   const changed = Object.entries(draft.targets).filter(([path, target]) => {
     const before = published?.targets[path];
     return !(before && before.equals(target));
@@ -439,16 +445,35 @@ async function checkDraft(
     if ((await repo.ownerOf(path).catch(() => undefined)) !== role) {
       refuse(`lists ${path}, which the delegations do not give to ${role}`);
     }
-    const { sha256, sha512 } = target.hashes;
-    if (!sha256 || !sha512) refuse(`lists ${path} without sha256 and sha512`);
-    // Import makes the SHA512 name before it renames the SHA256 one into
-    // place, so one stat of the latter vouches for both.
-    const file = join(repo.layout.targets, consistentTargetPath(path, sha256));
-    const info = await stat(file).catch(() => undefined);
-    if (!info || info.size !== target.length) {
+    const algorithms = Object.keys(target.hashes).sort().join(',');
+    if (algorithms !== 'sha256,sha512') {
+      refuse(`lists ${path} with hashes ${algorithms}, not sha256 and sha512`);
+    }
+    const fields = Object.keys(target.unrecognizedFields);
+    if (fields.some((f) => f !== 'custom')) {
       refuse(
-        `lists ${path}, but ${file} is missing or not ${target.length} bytes`,
+        `lists ${path} with fields other than custom: ${fields.join(', ')}`,
       );
+    }
+    if (target.unrecognizedFields.custom !== undefined) {
+      try {
+        checkCustom(target.unrecognizedFields.custom);
+      } catch (err) {
+        refuse(`lists ${path} with bad ${describeError(err)}`);
+      }
+    }
+    // Both names every client may build, at the listed length.
+    for (const digest of [target.hashes.sha256, target.hashes.sha512]) {
+      const file = join(
+        repo.layout.targets,
+        consistentTargetPath(path, digest),
+      );
+      const info = await stat(file).catch(() => undefined);
+      if (!info || info.size !== target.length) {
+        refuse(
+          `lists ${path}, but ${file} is missing or not ${target.length} bytes`,
+        );
+      }
     }
   });
 }

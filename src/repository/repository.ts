@@ -24,12 +24,20 @@ import {
   type TargetFile,
   type Timestamp,
 } from '@tufjs/models';
-import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
+import {
+  mkdir,
+  readFile,
+  readdir,
+  realpath,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import {
   BadInputError,
   CorruptMetadataError,
   NoDelegationError,
   NotFoundError,
+  describeError,
 } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
@@ -61,6 +69,7 @@ import {
 } from './layout.js';
 import { mapLimit } from './limit.js';
 import { RepositoryLock } from './lock.js';
+import { rollbackSigns } from './rollback.js';
 import { importTarget } from './target-import.js';
 
 const log = logger.child({ module: 'repository' });
@@ -75,6 +84,15 @@ export interface TargetInput {
   source: string;
   path: string;
   custom?: Record<string, unknown>;
+}
+
+export interface AddedTarget {
+  role: string;
+  target: TargetFile;
+  /** Other content was listed under the path before. */
+  replaced: boolean;
+  /** The same content and custom data were listed already: no change. */
+  unchanged: boolean;
 }
 
 export interface ListedTarget {
@@ -261,36 +279,26 @@ export class Repository {
    * clients that saw newer versions would refuse every update after it.
    */
   async #refuseRollback(): Promise<void> {
-    const current = {
-      root: this.root.signed.version,
-      snapshot: this.#snapshot.signed.version,
-      timestamp: this.#timestamp.signed.version,
-    };
-    const record = await readPublishedRecord(this.layout);
-    const newerCopy = `${current.timestamp + 1}.timestamp.json`;
-    const keptNewer = await stat(this.layout.metadataFile(newerCopy)).then(
-      () => true,
-      () => false,
+    const roles: Record<string, number> = {};
+    for (const [name, meta] of Object.entries(this.#snapshot.signed.meta)) {
+      roles[name.replace(/\.json$/, '')] = meta.version;
+    }
+    const signs = rollbackSigns(
+      await readdir(this.layout.metadata),
+      {
+        root: this.root.signed.version,
+        snapshot: this.#snapshot.signed.version,
+        timestamp: this.#timestamp.signed.version,
+        roles,
+      },
+      await readPublishedRecord(this.layout),
     );
-    const behind = record
-      ? (['root', 'snapshot', 'timestamp'] as const).filter(
-          (role) => current[role] < record[role],
-        )
-      : [];
-    if (behind.length === 0 && !keptNewer) return;
-    const what = keptNewer
-      ? `${newerCopy} is kept but timestamp.json is version ${current.timestamp}`
-      : behind
-          .map(
-            (role) =>
-              `${role} is version ${current[role]}, ${record?.[role]} was published`,
-          )
-          .join('; ');
+    if (signs.length === 0) return;
     throw new CorruptMetadataError(
       `the published metadata is older than what this repository last ` +
-        `published (${what}): ${this.layout.metadata} was rolled back or ` +
-        'restored from an old copy; put the newest metadata back before ' +
-        'writing',
+        `published (${signs.slice(0, 3).join('; ')}): ` +
+        `${this.layout.metadata} was rolled back or restored from an old ` +
+        'copy; put the newest metadata back before writing',
     );
   }
 
@@ -378,9 +386,15 @@ export class Repository {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       dirs = [];
     }
-    for (const dir of dirs) {
-      // Only folders inside targets/ are touched, whatever the marker says.
-      const rel = relative(this.layout.targets, dir);
+    const targetsRoot = await realpath(this.layout.targets).catch(
+      () => this.layout.targets,
+    );
+    for (const listed of dirs) {
+      // Only real folders inside targets/ are touched, whatever the marker
+      // says: the path is resolved first, so a link cannot lead out.
+      const dir = await realpath(listed).catch(() => undefined);
+      if (dir === undefined) continue;
+      const rel = relative(targetsRoot, dir);
       if (rel.startsWith('..') || isAbsolute(rel)) continue;
       const names = await readdir(dir).catch(() => [] as string[]);
       const partial = names.filter((n) => n.startsWith(TEMP_PREFIX));
@@ -426,14 +440,21 @@ export class Repository {
     const path = this.layout.draftFile(role);
     let signed: Targets;
     try {
-      signed = targetsFromJSON(
-        JSON.parse(await readFile(path, 'utf8')) as Parameters<
-          typeof Targets.fromJSON
-        >[0],
-      );
+      const json = JSON.parse(await readFile(path, 'utf8')) as Parameters<
+        typeof Targets.fromJSON
+      >[0];
+      // The library keeps whatever `_type` it is given; a draft of a
+      // targets role must say so, or it would be signed as something else.
+      if (json._type !== MetadataKind.Targets) {
+        throw new Error(
+          `its _type is ${JSON.stringify(json._type)}, not targets`,
+        );
+      }
+      signed = targetsFromJSON(json);
     } catch (err) {
       throw new CorruptMetadataError(
-        `draft ${path} is unreadable; remove it with "tufota discard ${role}"`,
+        `draft ${path} is unreadable (${describeError(err)}); remove it ` +
+          `with "tufota discard ${role}"`,
         { cause: err },
       );
     }
@@ -639,7 +660,7 @@ export class Repository {
     inputs: readonly TargetInput[],
     onProgress?: (done: number, total: number) => void,
     options: { replace?: boolean } = {},
-  ): Promise<{ role: string; target: TargetFile; replaced: boolean }[]> {
+  ): Promise<AddedTarget[]> {
     const seen = new Set<string>();
     for (const input of inputs) {
       if (seen.has(input.path)) {
@@ -650,16 +671,6 @@ export class Repository {
     const owners: string[] = [];
     for (const input of inputs) {
       const owner = await this.ownerOf(input.path);
-      const listed = (await this.workingTargets(owner)).targets[input.path];
-      if (listed && !options.replace) {
-        // Devices may already hold this path's bytes; new content under an
-        // old name must be asked for.
-        throw new BadInputError(
-          `${input.path} is already listed in ${owner} (sha256 ` +
-            `${listed.hashes.sha256?.slice(0, 16)}…); use --replace to list ` +
-            'new content under that path',
-        );
-      }
       owners.push(owner);
     }
     // Unreadable sources are refused before anything is copied.
@@ -720,14 +731,33 @@ export class Repository {
       );
       for (const dir of dirs) await fsyncDir(dir);
 
+      // Judged once the content is known: the same bytes and custom data
+      // again change nothing, other content under a listed path must be
+      // asked for, since devices may already hold that path's old bytes.
       for (let i = 0; i < imported.length; i++) {
         const role = owners[i];
-        const draft = await this.#editable(role);
         const target = imported[i];
-        const replaced = target.path in draft.targets;
+        const listed = (await this.workingTargets(role)).targets[target.path];
+        if (listed?.equals(target)) {
+          out.push({ role, target, replaced: false, unchanged: true });
+          continue;
+        }
+        if (listed && !options.replace) {
+          throw new BadInputError(
+            `${target.path} is already listed in ${role} with other content ` +
+              `(sha256 ${listed.hashes.sha256?.slice(0, 16)}…); use --replace ` +
+              'to list new content under that path',
+          );
+        }
+        const draft = await this.#editable(role);
         draft.targets[target.path] = target;
         this.#unsaved.add(role);
-        out.push({ role, target, replaced });
+        out.push({
+          role,
+          target,
+          replaced: listed !== undefined,
+          unchanged: false,
+        });
       }
       await this.saveDrafts();
     } catch (err) {

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotARepositoryError, describeError } from '../errors.js';
 import {
@@ -27,8 +27,9 @@ import {
 } from '../tuf/models.js';
 import { consistentTargetPath } from '../tuf/paths.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
-import { Layout } from './layout.js';
+import { Layout, readPublishedRecord } from './layout.js';
 import { mapLimit } from './limit.js';
+import { rollbackSigns } from './rollback.js';
 import { verifyHistory } from './verify-history.js';
 
 export interface VerifyReport {
@@ -305,13 +306,28 @@ export async function verifyRepository(
   }
 
   if (!options.skipHistory) {
-    const history = await verifyHistory(
-      layout,
-      roots,
-      timestamp.signed.version,
-    );
+    const history = await verifyHistory(layout, roots);
     report.historyFiles = history.files;
     problems.push(...history.problems);
+  }
+  const roles: Record<string, number> = {};
+  for (const [name, entry] of Object.entries(meta)) {
+    roles[name.replace(/\.json$/, '')] = entry.version;
+  }
+  try {
+    const signs = rollbackSigns(
+      await readdir(layout.metadata),
+      {
+        root: root.signed.version,
+        snapshot: snapshot.signed.version,
+        timestamp: timestamp.signed.version,
+        roles,
+      },
+      await readPublishedRecord(layout),
+    );
+    for (const sign of signs) problems.push(`rolled back: ${sign}`);
+  } catch (err) {
+    problems.push(describeError(err));
   }
 
   report.targets = targetChecks.length;
@@ -327,21 +343,25 @@ export async function verifyRepository(
         );
         const info = await stat(path).catch(() => undefined);
         const inode = info ? `${info.dev}:${info.ino}` : path;
-        if (!byInode.has(inode)) byInode.set(inode, await hashFile(path));
+        const seen = byInode.has(inode);
+        if (!seen) byInode.set(inode, await hashFile(path));
         const found = byInode.get(inode);
+        const name = `${algorithm} name ${path}`;
         if (!found) {
-          problems.push(`target ${target.path} (${role}): ${path} is missing`);
+          problems.push(`target ${target.path} (${role}): ${name} is missing`);
           continue;
         }
+        // One file under two names is one problem, reported once.
+        if (seen) continue;
         const actual = (found as Record<string, unknown>)[algorithm];
         if (found.length !== target.length) {
           problems.push(
             `target ${target.path} (${role}): ${found.length} bytes on disk, ` +
-              `${target.length} listed`,
+              `${target.length} listed (${path})`,
           );
         } else if (actual !== undefined && actual !== digest) {
           problems.push(
-            `target ${target.path} (${role}): ${algorithm} mismatch`,
+            `target ${target.path} (${role}): ${algorithm} mismatch (${path})`,
           );
         }
       }

@@ -131,6 +131,20 @@ function checkReleaseFields(custom: Record<string, unknown>): void {
   }
 }
 
+/**
+ * Checks custom data from anywhere (a draft, a published role) by the rules
+ * `--custom` follows: a JSON object whose values survive canonical JSON on
+ * every TUF implementation, with well-typed release fields.
+ */
+export function checkCustom(value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new BadInputError('custom data must be a JSON object');
+  }
+  checkValue(value, 'custom');
+  checkReleaseFields(value as Record<string, unknown>);
+  return value as Record<string, unknown>;
+}
+
 /** Parses and checks `--custom` JSON; the result is a plain object. */
 export function parseCustom(text: string): Record<string, unknown> {
   let value: unknown;

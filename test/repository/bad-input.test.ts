@@ -449,7 +449,7 @@ const CASES: BadInput[] = [
     },
     argv: (c) => add(c, join(c.files, 'fw2.bin')),
     error:
-      /draft .*releases\.json is unreadable; remove it with "tufota discard releases"/,
+      /draft .*releases\.json is unreadable \(.*\); remove it with "tufota discard releases"/,
   },
   {
     name: 'a corrupt draft, on publish',
@@ -458,7 +458,7 @@ const CASES: BadInput[] = [
     },
     argv: publish,
     error:
-      /draft .*releases\.json is unreadable; remove it with "tufota discard releases"/,
+      /draft .*releases\.json is unreadable \(.*\); remove it with "tufota discard releases"/,
   },
 ];
 

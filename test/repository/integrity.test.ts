@@ -5,7 +5,15 @@
  * reported, never signed or silently served.
  */
 import assert from 'node:assert/strict';
-import { cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import {
+  cp,
+  mkdir,
+  readFile,
+  readdir,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptMetadataError } from '../../src/errors.js';
@@ -58,7 +66,11 @@ describe('Repository integrity', () => {
       assert.deepEqual(await hashTree(t.dir), before);
       const report = await verifyRepository(t.dir);
       assert.ok(
-        report.problems.some((p) => /timestamp\.json was rolled back/.test(p)),
+        report.problems.some((p) =>
+          /^rolled back: 3\.timestamp\.json is kept but timestamp\.json is version 2$/.test(
+            p,
+          ),
+        ),
         report.problems.join('\n'),
       );
     });
@@ -66,10 +78,33 @@ describe('Repository integrity', () => {
     it('refuses even when the kept history went with it', async () => {
       await cp(meta(t, '2.timestamp.json'), meta(t, 'timestamp.json'));
       await rm(meta(t, '3.timestamp.json'));
+      const report = await verifyRepository(t.dir);
+      assert.ok(
+        report.problems.includes(
+          'rolled back: timestamp is version 2, 3 was published',
+        ),
+        report.problems.join('\n'),
+      );
       await assert.rejects(
         t.open(),
         /timestamp is version 2, 3 was published\).* rolled back/,
       );
+    });
+  });
+
+  describe('when the record of what was published is gone too', () => {
+    it('still refuses: a snapshot two versions ahead is no crash', async () => {
+      await release(t, 'c.img', 'c');
+      await cp(meta(t, '2.timestamp.json'), meta(t, 'timestamp.json'));
+      await rm(meta(t, '3.timestamp.json'));
+      await rm(meta(t, '4.timestamp.json'));
+      await rm(join(t.dir, '.tufota', 'published.json'));
+      await assert.rejects(
+        t.open(),
+        /4\.snapshot\.json exists but the current snapshot is version 2/,
+      );
+      const report = await verifyRepository(t.dir);
+      assert.equal(report.ok, false);
     });
   });
 
@@ -136,6 +171,58 @@ describe('Repository integrity', () => {
         error: /lists a bad path/,
       },
       {
+        name: 'another _type',
+        edit: (d) => {
+          d._type = 'snapshot';
+        },
+        error: /its _type is "snapshot", not targets/,
+      },
+      {
+        name: 'a sha512 name that is not stored',
+        edit: (d) => {
+          const targets = d.targets as Record<
+            string,
+            { hashes: Record<string, string> }
+          >;
+          targets['images/c.img'].hashes.sha512 = '0'.repeat(128);
+        },
+        error: /lists images\/c\.img, but .*0{128}\.c\.img is missing/,
+      },
+      {
+        name: 'an extra hash',
+        edit: (d) => {
+          const targets = d.targets as Record<
+            string,
+            { hashes: Record<string, string> }
+          >;
+          targets['images/c.img'].hashes.md5 = 'zz';
+        },
+        error: /hashes md5,sha256,sha512, not sha256 and sha512/,
+      },
+      {
+        name: 'custom data the commands refuse',
+        edit: (d) => {
+          const targets = d.targets as Record<string, { custom?: unknown }>;
+          targets['images/c.img'].custom = { version: '1.0.0', x: '\u{1F600}' };
+        },
+        error: /lists images\/c\.img with bad custom data/,
+      },
+      {
+        name: 'an unknown field in a target entry',
+        edit: (d) => {
+          const targets = d.targets as Record<string, Record<string, unknown>>;
+          targets['images/c.img'].evil = 1;
+        },
+        error: /fields other than custom: evil/,
+      },
+      {
+        name: 'an unknown field in the role',
+        edit: (d) => {
+          d.evil = { x: 1 };
+        },
+        error: /adds fields to the role/,
+      },
+      {
         name: 'a new delegation',
         edit: (d) => {
           d.delegations = { keys: {}, roles: [] };
@@ -179,6 +266,15 @@ describe('Repository integrity', () => {
         join(t.dir, '.tufota', 'importing.json'),
         JSON.stringify({ dirs: [images, '/etc'] }),
       );
+      // A link inside targets/ must not lead the cleanup elsewhere.
+      const outside = join(t.base, 'outside');
+      await mkdir(outside);
+      await writeFile(join(outside, '.tmp-precious'), 'keep me');
+      await symlink(outside, join(images, 'link'));
+      await writeFile(
+        join(t.dir, '.tufota', 'importing.json'),
+        JSON.stringify({ dirs: [images, join(images, 'link'), '/etc'] }),
+      );
       const reader = await Repository.open(t.dir);
       assert.ok(existsSync(partial), 'a reader leaves them alone');
       const repo = await t.open();
@@ -189,6 +285,7 @@ describe('Repository integrity', () => {
         0,
       );
       assert.equal(existsSync(join(t.dir, '.tufota', 'importing.json')), false);
+      assert.ok(existsSync(join(outside, '.tmp-precious')), 'outside kept');
       void reader;
     });
   });
