@@ -2,6 +2,7 @@
  * What every `tufota` command shares: where its output goes, the global
  * options, and parsing of `role=value` option lists.
  */
+import { stat } from 'node:fs/promises';
 import { BadInputError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
 import { passphraseSource, type PassphraseSource } from '../keys/passphrase.js';
@@ -24,7 +25,7 @@ export const processIO: CliIO = {
 export interface GlobalOptions {
   dir: string;
   /** Key folders; `--keys` may be given more than once. */
-  keys: string[];
+  keys?: string[];
   passphraseFile?: string;
   json?: boolean;
 }
@@ -40,12 +41,20 @@ export async function keyringFor(
   opts: GlobalOptions,
   io: CliIO,
 ): Promise<Keyring> {
+  // A folder named on the command line that is not there is a typo, not an
+  // empty keyring: say so instead of failing later on a missing signature.
+  for (const dir of opts.keys ?? []) {
+    const info = await stat(dir).catch(() => undefined);
+    if (!info?.isDirectory()) {
+      throw new BadInputError(`--keys ${dir}: no such folder`);
+    }
+  }
   return Keyring.open(keyDirs(opts), passphrasesFor(opts, io));
 }
 
 /** The key folders given, or the default one. */
 export function keyDirs(opts: GlobalOptions): string[] {
-  return opts.keys.length > 0 ? opts.keys : ['keys'];
+  return opts.keys && opts.keys.length > 0 ? opts.keys : ['keys'];
 }
 
 /** Commander collector for repeatable options. */

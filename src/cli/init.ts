@@ -1,6 +1,7 @@
 /** `tufota init`: keys and version 1 of every role. */
 import type { Command } from 'commander';
 import { parseKeyType, type KeyType } from '../keys/keygen.js';
+import { passphraseFromFile } from '../keys/passphrase.js';
 import {
   DEFAULT_KEY_COUNTS,
   DEFAULT_THRESHOLDS,
@@ -28,6 +29,7 @@ import {
 } from './context.js';
 
 interface InitFlags {
+  onlinePassphraseFile?: string;
   keyType?: string[];
   keyCount?: string[];
   threshold?: string[];
@@ -78,6 +80,11 @@ export function registerInit(program: Command, io: CliIO): void {
       '--use-key <role=keyfile>',
       'use the public key of an existing key file instead of a new key',
       collect,
+    )
+    .option(
+      '--online-passphrase-file <file>',
+      'seal the keys of online roles (releases, rollouts, snapshot, ' +
+        'timestamp) with the passphrase in this file, apart from the offline ones',
     )
     .option(
       '--bins <n>',
@@ -137,6 +144,9 @@ export function registerInit(program: Command, io: CliIO): void {
         // existing keys named with --use-key.
         keysDir: keyDirs(opts)[0],
         passphrases: passphrasesFor(opts, io),
+        onlinePassphrases: flags.onlinePassphraseFile
+          ? passphraseFromFile(flags.onlinePassphraseFile)
+          : undefined,
         keyTypes,
         keyCounts,
         thresholds,

@@ -43,9 +43,12 @@ export function buildProgram(io: CliIO): Command {
     .option('--dir <folder>', 'repository folder', 'repo')
     .option(
       '--keys <folder>',
-      'key folder; repeat to read several (default: keys)',
-      (value: string, previous: string[]) => [...previous, value],
-      [] as string[],
+      'key folder, default keys; repeat to read several, e.g. ' +
+        '--keys keys --keys /media/offline-keys',
+      (value: string, previous: string[] | undefined) => [
+        ...(previous ?? []),
+        value,
+      ],
     )
     .option(
       '--passphrase-file <file>',

@@ -79,6 +79,14 @@ export const DEFAULT_KEY_COUNTS: Record<KeyedRole, number> = {
   timestamp: 1,
 };
 
+/** Roles whose keys live on the server. */
+export const ONLINE_ROLES: readonly KeyedRole[] = [
+  RELEASES,
+  ROLLOUTS,
+  SNAPSHOT,
+  TIMESTAMP,
+];
+
 export const DEFAULT_THRESHOLDS: Record<KeyedRole, number> = {
   root: 2,
   targets: 1,
@@ -92,6 +100,8 @@ export interface InitOptions {
   dir: string;
   keysDir: string;
   passphrases: PassphraseSource;
+  /** Seals the keys of online roles, when they get their own passphrase. */
+  onlinePassphrases?: PassphraseSource;
   keyTypes?: Partial<Record<KeyedRole, KeyType>>;
   keyCounts?: Partial<Record<KeyedRole, number>>;
   thresholds?: Partial<Record<KeyedRole, number>>;
@@ -183,7 +193,12 @@ export async function initRepository(
       keys.push(key);
     }
     existing[role] = keys;
-    if (files.length > 0 && options.keyCounts?.[role] === undefined) {
+    // Existing keys fill part of the role's count; new keys make up the
+    // rest, unless more were given than the count.
+    if (
+      files.length > counts[role] &&
+      options.keyCounts?.[role] === undefined
+    ) {
       counts[role] = files.length;
     }
   }
@@ -220,7 +235,12 @@ export async function initRepository(
   // New keys stay in memory until every role is signed: a run that fails
   // (an existing key that will not open, a threshold not met) leaves no
   // key files behind.
-  const newKeys: { path: string; label: string; privateKey: KeyObject }[] = [];
+  const newKeys: {
+    path: string;
+    label: string;
+    privateKey: KeyObject;
+    online: boolean;
+  }[] = [];
   const created: CreatedKey[] = [];
   const roleKeys = {} as Record<KeyedRole, Key[]>;
   for (const role of KEYED_ROLES) {
@@ -240,6 +260,7 @@ export async function initRepository(
         path,
         label: `${role} key ${keys.length + 1}`,
         privateKey,
+        online: ONLINE_ROLES.includes(role),
       });
       keyring.addSigner(signer);
       keys.push(signer.key);
@@ -251,6 +272,12 @@ export async function initRepository(
   // existing keys needs none), and before any key is unlocked for signing.
   const passphrase =
     newKeys.length > 0 ? await options.passphrases.forNewKeys() : '';
+  // The server needs the online keys' passphrase at hand; it must not open
+  // the offline keys too.
+  const onlinePassphrase =
+    options.onlinePassphrases && newKeys.some((k) => k.online)
+      ? await options.onlinePassphrases.forNewKeys()
+      : passphrase;
 
   const expires = (role: string) =>
     expiresAt(now, expiry[expiryKeyFor(role)].period);
@@ -375,7 +402,7 @@ export async function initRepository(
       key.path,
       key.label,
       key.privateKey,
-      passphrase,
+      key.online ? onlinePassphrase : passphrase,
       options.scrypt,
     );
   }

@@ -19,6 +19,7 @@ describe('tufota options', () => {
     base = await tempDir('tufota-options-');
     at = ['--dir', join(base, 'repo'), '--keys', join(base, 'keys')];
     await cliOk([...at, 'init']);
+    await writeFile(join(base, 'offline.txt'), 'the offline passphrase\n');
     await writeFile(join(base, 'fw.img'), 'firmware 1');
     await writeFile(join(base, 'fw-new.img'), 'firmware 2');
     await cliOk([...at, 'targets', 'add', join(base, 'fw.img')]);
@@ -127,6 +128,58 @@ describe('tufota options', () => {
       {},
     );
     assert.match(out, /^published snapshot version \d+$/m);
+  });
+
+  it('names a --keys folder that does not exist', async () => {
+    const result = await runCli([
+      ...at,
+      '--keys',
+      join(base, 'no-such-folder'),
+      'publish',
+    ]);
+    assert.equal(result.code, 1);
+    assert.match(result.err, /--keys .*no-such-folder: no such folder/);
+  });
+
+  describe('init with --online-passphrase-file and --use-key', () => {
+    it('seals online keys apart and fills the root count with new keys', async () => {
+      const other = await tempDir('tufota-online-');
+      const online = join(other, 'online.txt');
+      await writeFile(online, 'the server passphrase\n');
+      const existing = (await readdir(join(base, 'keys'))).find((n) =>
+        n.startsWith('snapshot-'),
+      );
+      assert.ok(existing);
+      const out = await cliOk([
+        '--dir',
+        join(other, 'repo'),
+        '--keys',
+        join(other, 'keys'),
+        '--passphrase-file',
+        join(base, 'offline.txt'),
+        'init',
+        '--online-passphrase-file',
+        online,
+        '--use-key',
+        `targets=${join(base, 'keys', existing)}`,
+      ]);
+      assert.match(out, /^ {2}targets {4}1 of 2$/m);
+      // The server's passphrase opens the online keys and no offline one.
+      const server = [
+        '--dir',
+        join(other, 'repo'),
+        '--keys',
+        join(other, 'keys'),
+      ];
+      await cliOk([...server, 'publish', '--resign', 'snapshot'], {
+        TUFOTA_PASSPHRASE: 'the server passphrase',
+      });
+      const root = await runCli([...server, 'publish', '--resign', 'root'], {
+        TUFOTA_PASSPHRASE: 'the server passphrase',
+      });
+      assert.equal(root.code, 1);
+      assert.match(root.err, /wrong passphrase for key .*root-/);
+    });
   });
 
   it('ends quietly when its reader goes away (status | head)', async () => {
