@@ -32,6 +32,7 @@ process.stdout.write(
   `\n${passed} of ${result.steps.length} steps passed in ${seconds} s\n` +
     `  repository  ${result.paths.repo}\n` +
     `  keys        ${result.paths.keys} (sealed with the passphrase in ` +
-    `${result.paths.passphraseFile})\n`,
+    `${result.paths.passphraseFile})\n` +
+    `Remove the folder when done: rm -rf ${result.paths.base}\n`,
 );
 process.exitCode = result.ok ? 0 : 1;
