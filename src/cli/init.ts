@@ -182,9 +182,10 @@ export function registerInit(program: Command, io: CliIO): void {
       if (result.bins) {
         io.out(`  releases is split into ${result.bins.count} hashed bins\n`);
       }
-      io.out(
-        `Expiry: ${EXPIRY_KEYS.map((k) => `${k} ${formatDuration(expiry[k].period)}`).join(', ')}\n`,
+      const periods = EXPIRY_KEYS.map(
+        (k) => `${k} ${formatDuration(expiry[k].period)}`,
       );
+      io.out(`Expiry: ${periods.join(', ')}\n`);
       const madeOffline = result.keys.some(
         (k) =>
           k.path !== undefined && (k.role === 'root' || k.role === 'targets'),

@@ -113,9 +113,15 @@ export function registerTargets(program: Command, io: CliIO): void {
           return;
         }
         for (const a of added) {
+          const verb = a.unchanged
+            ? 'unchanged'
+            : a.replaced
+              ? 'replaced'
+              : 'added';
+          const sha256 = a.target.hashes.sha256.slice(0, 16);
           io.out(
-            `${a.unchanged ? 'unchanged' : a.replaced ? 'replaced' : 'added'} ${a.target.path} ` +
-              `(${a.target.length} bytes, sha256 ${a.target.hashes.sha256.slice(0, 16)}…) in ${a.role}\n`,
+            `${verb} ${a.target.path} (${a.target.length} bytes, ` +
+              `sha256 ${sha256}…) in ${a.role}\n`,
           );
         }
         io.out('Not yet published: run "tufota publish".\n');
