@@ -1,19 +1,13 @@
 /**
  * The repository as its writer sees it: the published metadata, verified as
- * it is loaded, and the unsigned drafts of roles changed since.
+ * it is loaded (published.ts says in which order and against what), and the
+ * unsigned drafts of roles changed since.
  *
- * Trusted state and load order. The published root is walked from
- * `1.root.json` up, each version checked against the one before and itself.
- * `timestamp.json` is checked against that root, the snapshot against the
- * timestamp's hashes and the root, and each targets role (loaded only when
- * needed) against its delegator. A role is always verified before its
- * content goes into a new version, so nothing that fails a check is ever
- * re-signed. The snapshot lists versions only, not hashes, so re-signing it
- * vouches for no role's content and does not load every role: a forged role
- * file that no write touches is found by `tufota verify`, and clients refuse
- * it.
- * Expiry is not checked on load, since refreshing expired roles is a writer's
- * job.
+ * A role is always verified before its content goes into a new version, so
+ * nothing that fails a check is ever re-signed. The snapshot lists versions
+ * only, not hashes, so re-signing it vouches for no role's content and does
+ * not load every role: a forged role file that no write touches is found by
+ * `tufota verify`, and clients refuse it.
  */
 import type { Metadata } from '@tufjs/models';
 import {
@@ -24,14 +18,7 @@ import {
   type TargetFile,
   type Timestamp,
 } from '@tufjs/models';
-import {
-  mkdir,
-  readFile,
-  readdir,
-  realpath,
-  stat,
-  unlink,
-} from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import {
   BadInputError,
   CorruptMetadataError,
@@ -45,32 +32,19 @@ import { binIndexFor, binName } from '../tuf/bins.js';
 import { checkTargetPath, consistentTargetPath } from '../tuf/paths.js';
 import {
   copyTargets,
-  parseMetadata,
-  requireThreshold,
   roleKeysFor,
   targetsFromJSON,
   targetsToJSON,
-  verifyRole,
   type RoleKeys,
 } from '../tuf/metadata.js';
-import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
-import {
-  TEMP_PREFIX,
-  fsyncDir,
-  writeFileAtomic,
-  writeFilesTogether,
-} from './atomic.js';
-import { dirname, isAbsolute, join, relative } from 'node:path';
-import {
-  Layout,
-  readConfig,
-  readPublishedRecord,
-  type RepositoryConfig,
-} from './layout.js';
+import { TARGETS } from '../tuf/roles.js';
+import { fsyncDir, writeFileAtomic, writeFilesTogether } from './atomic.js';
+import { dirname, join } from 'node:path';
+import { Layout, readConfig, type RepositoryConfig } from './layout.js';
 import { mapLimit } from './limit.js';
 import { RepositoryLock } from './lock.js';
-import { rollbackSigns } from './rollback.js';
-import { importTarget } from './target-import.js';
+import { PublishedState } from './published.js';
+import { cleanInterruptedImport, importTarget } from './target-import.js';
 
 const log = logger.child({ module: 'repository' });
 
@@ -107,44 +81,14 @@ const IMPORT_CONCURRENCY = 16;
 /** Metadata and draft files written at once (each fsynced). */
 const WRITE_CONCURRENCY = 8;
 
-async function readBytes(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      throw new CorruptMetadataError(`${what} is missing (${path})`, {
-        cause: err,
-      });
-    }
-    throw new CorruptMetadataError(`cannot read ${what} (${path})`, {
-      cause: err,
-    });
-  }
-}
-
-function checkedVersion(
-  md: { signed: { version: number } },
-  expected: number,
-  what: string,
-): void {
-  if (md.signed.version !== expected) {
-    throw new CorruptMetadataError(
-      `${what} has version ${md.signed.version}, expected ${expected}`,
-    );
-  }
-}
-
 export class Repository {
   readonly layout: Layout;
   readonly config: RepositoryConfig;
   readonly keyring?: Keyring;
   readonly #lock?: RepositoryLock;
 
-  #roots: Metadata<Root>[] = [];
-  #timestamp!: Metadata<Timestamp>;
-  #snapshot!: Metadata<Snapshot>;
-  readonly #published = new Map<string, Metadata<Targets>>();
+  #published!: PublishedState;
+  #loaded = false;
   readonly #drafts = new Map<string, Targets>();
   #draftNames = new Set<string>();
   readonly #unsaved = new Set<string>();
@@ -174,7 +118,7 @@ export class Repository {
     try {
       await repo.#loadPublished();
       await repo.#scanDrafts();
-      if (lock) await repo.#cleanInterruptedImport();
+      if (lock) await cleanInterruptedImport(layout);
     } catch (err) {
       await lock?.release();
       throw err;
@@ -189,223 +133,45 @@ export class Repository {
   // ---- published state -------------------------------------------------
 
   get root(): Metadata<Root> {
-    return this.#roots[this.#roots.length - 1];
+    return this.#published.root;
   }
 
   /** Every published root, version 1 first. */
   get rootHistory(): readonly Metadata<Root>[] {
-    return this.#roots;
+    return this.#published.roots;
   }
 
   get timestamp(): Metadata<Timestamp> {
-    return this.#timestamp;
+    return this.#published.timestamp;
   }
 
   get snapshot(): Metadata<Snapshot> {
-    return this.#snapshot;
-  }
-
-  async #loadPublished(): Promise<void> {
-    // Specification 5.3: every root version is checked by its predecessor's
-    // keys and threshold and by its own.
-    const roots: Metadata<Root>[] = [];
-    for (let version = 1; ; version++) {
-      const name = `${version}.root.json`;
-      let bytes: Buffer;
-      try {
-        bytes = await readFile(this.layout.metadataFile(name));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-        throw new CorruptMetadataError(`cannot read ${name}`, { cause: err });
-      }
-      const md = parseMetadata(MetadataKind.Root, bytes, name);
-      checkedVersion(md, version, name);
-      const previous = roots[roots.length - 1] ?? md;
-      for (const trusted of [previous, md]) {
-        const keys = roleKeysFor(trusted.signed, ROOT);
-        if (!keys) throw new CorruptMetadataError(`${name} has no root role`);
-        this.#requireSigned(ROOT, md, keys, name);
-      }
-      roots.push(md);
-    }
-    if (roots.length === 0) {
-      throw new CorruptMetadataError(
-        `no published root in ${this.layout.metadata} (1.root.json is missing)`,
-      );
-    }
-    this.#roots = roots;
-
-    // Specification 5.4 and 5.5: timestamp, then the snapshot it names.
-    const tsBytes = await readBytes(
-      this.layout.metadataFile('timestamp.json'),
-      'timestamp.json',
-    );
-    const timestamp = parseMetadata(
-      MetadataKind.Timestamp,
-      tsBytes,
-      'timestamp.json',
-    );
-    this.#requireSigned(
-      TIMESTAMP,
-      timestamp,
-      this.#rootKeys(TIMESTAMP),
-      'timestamp.json',
-    );
-    const snapMeta = timestamp.signed.snapshotMeta;
-    const snapName = `${snapMeta.version}.snapshot.json`;
-    const snapBytes = await readBytes(
-      this.layout.metadataFile(snapName),
-      snapName,
-    );
-    try {
-      snapMeta.verify(snapBytes);
-    } catch (err) {
-      throw new CorruptMetadataError(
-        `${snapName} does not match the length or hashes in timestamp.json`,
-        { cause: err },
-      );
-    }
-    const snapshot = parseMetadata(MetadataKind.Snapshot, snapBytes, snapName);
-    checkedVersion(snapshot, snapMeta.version, snapName);
-    this.#requireSigned(SNAPSHOT, snapshot, this.#rootKeys(SNAPSHOT), snapName);
-    this.#timestamp = timestamp;
-    this.#snapshot = snapshot;
-    await this.#refuseRollback();
-  }
-
-  /**
-   * A metadata/ folder restored from an old copy would have the next
-   * publish overwrite versioned files that clients already hold, and
-   * clients that saw newer versions would refuse every update after it.
-   */
-  async #refuseRollback(): Promise<void> {
-    const roles: Record<string, number> = {};
-    for (const [name, meta] of Object.entries(this.#snapshot.signed.meta)) {
-      roles[name.replace(/\.json$/, '')] = meta.version;
-    }
-    const signs = rollbackSigns(
-      await readdir(this.layout.metadata),
-      {
-        root: this.root.signed.version,
-        snapshot: this.#snapshot.signed.version,
-        timestamp: this.#timestamp.signed.version,
-        roles,
-      },
-      await readPublishedRecord(this.layout),
-    );
-    if (signs.length === 0) return;
-    throw new CorruptMetadataError(
-      `the published metadata is older than what this repository last ` +
-        `published (${signs.slice(0, 3).join('; ')}): ` +
-        `${this.layout.metadata} was rolled back or restored from an old ` +
-        'copy; put the newest metadata back before writing',
-    );
-  }
-
-  #rootKeys(role: string): RoleKeys {
-    const keys = roleKeysFor(this.root.signed, role);
-    if (!keys) {
-      throw new CorruptMetadataError(`the published root has no ${role} role`);
-    }
-    return keys;
-  }
-
-  #requireSigned(
-    role: string,
-    md: Metadata<Root | Targets | Snapshot | Timestamp>,
-    keys: RoleKeys,
-    source: string,
-  ): void {
-    try {
-      requireThreshold(verifyRole(role, md, keys));
-    } catch (err) {
-      throw new CorruptMetadataError(
-        `published ${source} fails its signature check: ` +
-          (err instanceof Error ? err.message : String(err)),
-        { cause: err },
-      );
-    }
+    return this.#published.snapshot;
   }
 
   /** The published version of a targets role, as the snapshot lists it. */
   publishedVersion(role: string): number | undefined {
-    return this.#snapshot.signed.meta[`${role}.json`]?.version;
+    return this.#published.version(role);
   }
 
   /** Names of every targets role the snapshot lists. */
   publishedRoles(): string[] {
-    return Object.keys(this.#snapshot.signed.meta).map((n) =>
-      n.replace(/\.json$/, ''),
-    );
+    return this.#published.roles();
   }
 
   /** Loads and verifies the published version of a targets role. */
   async publishedTargets(role: string): Promise<Metadata<Targets>> {
-    const cached = this.#published.get(role);
-    if (cached) return cached;
-    const version = this.publishedVersion(role);
-    if (version === undefined) {
-      throw new NotFoundError(`role ${role} is not in the published snapshot`);
-    }
-    const name = `${version}.${role}.json`;
-    const bytes = await readBytes(this.layout.metadataFile(name), name);
-    const md = parseMetadata(MetadataKind.Targets, bytes, name);
-    checkedVersion(md, version, name);
-    const trusted =
-      role === TARGETS
-        ? this.#rootKeys(TARGETS)
-        : await this.#publishedTrust(role);
-    this.#requireSigned(role, md, trusted, name);
-    this.#published.set(role, md);
-    return md;
+    return this.#published.targets(role);
   }
 
-  async #publishedTrust(role: string): Promise<RoleKeys> {
-    const parent = await this.delegatorOf(role, 'published');
-    const keys = roleKeysFor(
-      (await this.publishedTargets(parent)).signed,
-      role,
+  async #loadPublished(): Promise<void> {
+    const next = await PublishedState.load(this.layout, (role) =>
+      this.delegatorOf(role, 'published'),
     );
-    if (!keys) {
-      throw new CorruptMetadataError(`${parent} does not delegate to ${role}`);
-    }
-    return keys;
-  }
-
-  /** Removes partial copies a killed `targets add` left behind. */
-  async #cleanInterruptedImport(): Promise<void> {
-    let dirs: string[];
-    try {
-      const doc = JSON.parse(await readFile(this.layout.importing, 'utf8')) as {
-        dirs?: unknown;
-      };
-      dirs = Array.isArray(doc.dirs)
-        ? doc.dirs.filter((d): d is string => typeof d === 'string')
-        : [];
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      dirs = [];
-    }
-    const targetsRoot = await realpath(this.layout.targets).catch(
-      () => this.layout.targets,
-    );
-    for (const listed of dirs) {
-      // Only real folders inside targets/ are touched, whatever the marker
-      // says: the path is resolved first, so a link cannot lead out.
-      const dir = await realpath(listed).catch(() => undefined);
-      if (dir === undefined) continue;
-      const rel = relative(targetsRoot, dir);
-      if (rel.startsWith('..') || isAbsolute(rel)) continue;
-      const names = await readdir(dir).catch(() => [] as string[]);
-      const partial = names.filter((n) => n.startsWith(TEMP_PREFIX));
-      for (const name of partial) {
-        await unlink(join(dir, name)).catch(() => undefined);
-      }
-      if (partial.length > 0) {
-        log.warn({ dir, files: partial.length }, 'removed partial copies');
-      }
-    }
-    await unlink(this.layout.importing).catch(() => undefined);
+    // Roles whose version did not change need not be read again.
+    if (this.#loaded) next.adopt(this.#published);
+    this.#published = next;
+    this.#loaded = true;
   }
 
   // ---- drafts --------------------------------------------------------------
@@ -551,7 +317,7 @@ export class Repository {
       this.#draftNames.delete(role);
       this.#unsaved.delete(role);
     });
-    for (const [role, md] of published) this.#published.set(role, md);
+    for (const [role, md] of published) this.#published.remember(role, md);
     if (roles.length > 0)
       await fsyncDir(this.layout.drafts).catch(() => undefined);
   }
@@ -559,11 +325,6 @@ export class Repository {
   /** @internal Reloads the published state after a publish. */
   async reload(): Promise<void> {
     await this.#loadPublished();
-    for (const [role, md] of this.#published) {
-      if (this.publishedVersion(role) !== md.signed.version) {
-        this.#published.delete(role);
-      }
-    }
   }
 
   // ---- delegation tree ---------------------------------------------------

@@ -12,14 +12,21 @@ import {
   lstat,
   mkdir,
   open,
+  readFile,
+  readdir,
+  realpath,
   rename,
   unlink,
   type FileHandle,
 } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import { BadInputError, TargetWriteError } from '../errors.js';
 import { consistentTargetPath } from '../tuf/paths.js';
-import { tempPathFor } from './atomic.js';
+import { TEMP_PREFIX, tempPathFor } from './atomic.js';
+import type { Layout } from './layout.js';
+import { logger } from '../log.js';
+
+const log = logger.child({ module: 'repository/target-import' });
 
 type JSONValue = NonNullable<
   ConstructorParameters<typeof TargetFile>[0]['unrecognizedFields']
@@ -195,4 +202,40 @@ export async function importTarget(
       : {},
   });
   return { target, dirs: [dir], created };
+}
+
+/** Removes partial copies a killed `targets add` left behind. */
+export async function cleanInterruptedImport(layout: Layout): Promise<void> {
+  let dirs: string[];
+  try {
+    const doc = JSON.parse(await readFile(layout.importing, 'utf8')) as {
+      dirs?: unknown;
+    };
+    dirs = Array.isArray(doc.dirs)
+      ? doc.dirs.filter((d): d is string => typeof d === 'string')
+      : [];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    dirs = [];
+  }
+  const targetsRoot = await realpath(layout.targets).catch(
+    () => layout.targets,
+  );
+  for (const listed of dirs) {
+    // Only real folders inside targets/ are touched, whatever the marker
+    // says: the path is resolved first, so a link cannot lead out.
+    const dir = await realpath(listed).catch(() => undefined);
+    if (dir === undefined) continue;
+    const rel = relative(targetsRoot, dir);
+    if (rel.startsWith('..') || isAbsolute(rel)) continue;
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const partial = names.filter((n) => n.startsWith(TEMP_PREFIX));
+    for (const name of partial) {
+      await unlink(join(dir, name)).catch(() => undefined);
+    }
+    if (partial.length > 0) {
+      log.warn({ dir, files: partial.length }, 'removed partial copies');
+    }
+  }
+  await unlink(layout.importing).catch(() => undefined);
 }
