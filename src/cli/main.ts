@@ -11,6 +11,7 @@ import { logger } from '../log.js';
 import { processIO, type CliIO } from './context.js';
 import { registerInit } from './init.js';
 import { registerPublish } from './publish.js';
+import { registerSigning } from './signing.js';
 import { registerStatus } from './status.js';
 import { registerTargets } from './targets.js';
 import { VerificationFailed, registerVerify } from './verify.js';
@@ -64,6 +65,7 @@ export function buildProgram(io: CliIO): Command {
   registerInit(program, io);
   registerTargets(program, io);
   registerPublish(program, io);
+  registerSigning(program, io);
   registerStatus(program, io);
   registerVerify(program, io);
   for (const cmd of program.commands) {

@@ -44,7 +44,8 @@ import {
   type AnySigned,
   type RoleKeys,
 } from '../tuf/metadata.js';
-import { ROOT, SNAPSHOT, TIMESTAMP } from '../tuf/roles.js';
+import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
+import { readStagedRoot, stagedRootPath } from './signing.js';
 import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
 import { checkpoint } from './faults.js';
 import { writePublishedRecord, type Layout } from './layout.js';
@@ -277,11 +278,32 @@ export async function publish(
     const newKeys = roleKeysFor(newRoot.signed, ROOT) as RoleKeys;
     await signWithThresholds(ROOT, newRoot, repo.keyring, [oldKeys, newKeys]);
   }
+  const staged = await readStagedRoot(repo.layout);
+  if (staged) {
+    if (newRoot) {
+      throw new BadInputError(
+        'a root change is staged; publish it before --resign root',
+      );
+    }
+    newRoot = await acceptStagedRoot(repo, staged);
+    // Roles whose keys changed must be signed anew by their new keys: a
+    // client that sees the new root discards what the old keys signed
+    // (specification 5.3.11).
+    for (const role of [TARGETS] as const) {
+      if (keysChanged(repo.root.signed, newRoot.signed, role)) {
+        if (!changedTargets.includes(role)) changedTargets.push(role);
+      }
+    }
+  }
   const root = newRoot?.signed ?? repo.root.signed;
+  const rotated = (role: string) =>
+    newRoot !== undefined &&
+    keysChanged(repo.root.signed, newRoot.signed, role);
 
   const snapshotDue =
     changedTargets.length > 0 ||
     resign.has(SNAPSHOT) ||
+    rotated(SNAPSHOT) ||
     withinRefresh(repo.snapshot.signed.expires, SNAPSHOT, expiry, now);
   const timestampDue =
     snapshotDue ||
@@ -389,6 +411,7 @@ export async function publish(
     },
     repo.root.signed.version,
   );
+  if (staged) await unlink(stagedRootPath(repo.layout)).catch(() => undefined);
   // Only once timestamp.json is in place are the drafts spent.
   await repo.forgetPublishedDrafts([...changedTargets, ...unchanged], targets);
   await repo.reload();
@@ -400,6 +423,48 @@ export async function publish(
   versions[TIMESTAMP] = timestamp.signed.version;
   log.info({ versions }, 'published');
   return { published: true, versions, unchanged };
+}
+
+function keysChanged(before: Root, after: Root, role: string): boolean {
+  const ids = (r: Root) => JSON.stringify(r.roles[role]?.toJSON() ?? null);
+  return ids(before) !== ids(after);
+}
+
+/**
+ * A staged root is published only as the very next version, with a
+ * threshold of valid signatures from the published root's keys and from
+ * its own; keys this keyring holds add their signatures first.
+ */
+async function acceptStagedRoot(
+  repo: Repository,
+  staged: Metadata<Root>,
+): Promise<Metadata<Root>> {
+  const expected = repo.root.signed.version + 1;
+  if (staged.signed.version !== expected) {
+    throw new BadInputError(
+      `the staged root is version ${staged.signed.version}; the next root ` +
+        `must be version ${expected}, with no number skipped`,
+    );
+  }
+  const trust = [
+    roleKeysFor(repo.root.signed, ROOT) as RoleKeys,
+    roleKeysFor(staged.signed, ROOT) as RoleKeys,
+  ];
+  if (repo.keyring) {
+    const wanted = trust
+      .flatMap((t) => t.keys.map((k) => k.keyID))
+      .filter((id) => !staged.signatures[id]);
+    const { signers } = await repo.keyring.trySignersFor(wanted);
+    for (const signer of signers) await addSignature(staged, signer);
+  }
+  const labels = [
+    `root v${expected} by the keys of root v${expected - 1}`,
+    `root v${expected} by its own keys`,
+  ];
+  trust.forEach((t, i) =>
+    requireThreshold({ ...verifyRole(ROOT, staged, t), role: labels[i] }),
+  );
+  return staged;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   type Snapshot,
   type Timestamp,
 } from '@tufjs/models';
+import { createPublicKey } from 'node:crypto';
 import { CorruptMetadataError, UnsignedMetadataError } from '../errors.js';
 import { canonicalBytes } from './canonical.js';
 
@@ -264,6 +265,28 @@ export interface VerificationResult {
  * counts once, whatever number of signature entries name it; signatures by
  * keys outside `trusted` count for nothing.
  */
+/**
+ * What a public key is, whatever way it is written: the raw key for
+ * ed25519, the DER SubjectPublicKeyInfo for others.
+ */
+function publicIdentity(key: Key): string {
+  const value = key.keyVal.public ?? '';
+  try {
+    if (value.startsWith('-----BEGIN')) {
+      const der = createPublicKey(value).export({
+        format: 'der',
+        type: 'spki',
+      });
+      return key.keyType === 'ed25519'
+        ? `ed25519:${der.subarray(der.length - 32).toString('hex')}`
+        : `spki:${der.toString('hex')}`;
+    }
+  } catch {
+    // An unparseable key verifies nothing; its text stands for it.
+  }
+  return `${key.keyType}:${value.toLowerCase()}`;
+}
+
 export function verifyRole(
   role: string,
   md: Metadata<AnySigned>,
@@ -284,9 +307,14 @@ export function verifyRole(
     view = new Metadata(signedView, md.signatures, md.unrecognizedFields);
     return view;
   };
+  // A key counts once however many key ids list it: the same public key
+  // under another id (an extra field, PEM instead of hex) adds nothing.
+  const seenKeys = new Set<string>();
   for (const key of trusted.keys) {
-    if (seen.has(key.keyID)) continue;
+    const identity = publicIdentity(key);
+    if (seen.has(key.keyID) || seenKeys.has(identity)) continue;
     seen.add(key.keyID);
+    seenKeys.add(identity);
     try {
       key.verifySignature(viewOf());
       signed.push(key.keyID);

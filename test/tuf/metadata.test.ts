@@ -104,3 +104,34 @@ describe('linear targets conversion', () => {
     );
   });
 });
+
+describe('verifyRole', () => {
+  it('counts a key once when it is listed under two key ids', async () => {
+    const { generatePrivateKey, InMemorySigner } =
+      await import('../../src/keys/keygen.js');
+    const { addSignature, verifyRole } =
+      await import('../../src/tuf/metadata.js');
+    const { createPublicKey } = await import('node:crypto');
+    const privateKey = generatePrivateKey('ed25519');
+    const signer = new InMemorySigner(privateKey);
+    // The same public key written as PEM, under its own key id.
+    const pem = createPublicKey(privateKey)
+      .export({ format: 'pem', type: 'spki' })
+      .toString();
+    const twin = new Key({
+      keyID: 'f'.repeat(64),
+      keyType: 'ed25519',
+      scheme: 'ed25519',
+      keyVal: { public: pem },
+    });
+    const md = new Metadata(sampleTargets(1));
+    await addSignature(md, signer);
+    await addSignature(md, { key: twin, sign: (d) => signer.sign(d) });
+    const result = verifyRole('targets', md, {
+      keys: [signer.key, twin],
+      threshold: 2,
+    });
+    assert.equal(result.verified, false);
+    assert.deepEqual(result.signed, [signer.key.keyID]);
+  });
+});

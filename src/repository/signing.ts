@@ -1,0 +1,308 @@
+/**
+ * Signing events for root: a change to root is staged as the next version,
+ * unsigned, in `.tufota/staged/root.json`; key holders sign copies of that
+ * file on their own machines (`tufota sign`, which needs no repository),
+ * copies are merged, and `tufota publish` takes the staged root once it
+ * carries a threshold of signatures from the previous root's keys and from
+ * its own, as the specification requires of every new root.
+ *
+ * Not yet here (issue 3): staged targets edits, hardware tokens, online key
+ * rotation in one step, revocation.
+ */
+import { readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  BadInputError,
+  BadPassphraseError,
+  CorruptMetadataError,
+} from '../errors.js';
+import type { KeyFile } from '../keys/keyfile.js';
+import { unsealPrivateKey } from '../keys/keyfile.js';
+import { InMemorySigner } from '../keys/keygen.js';
+import type { PassphraseSource } from '../keys/passphrase.js';
+import { canonicalBytes } from '../tuf/canonical.js';
+import {
+  DEFAULT_EXPIRY,
+  expiresAt,
+  expiryKeyFor,
+  msUntil,
+} from '../tuf/expiry.js';
+import {
+  addSignature,
+  parseMetadata,
+  roleKeysFor,
+  serializeMetadata,
+  signedToJSON,
+  verifyRole,
+  type AnySigned,
+  type RoleKeys,
+  type VerificationResult,
+} from '../tuf/metadata.js';
+import { Metadata, MetadataKind, Role, Root, type Key } from '../tuf/models.js';
+import { ROOT, TOP_LEVEL_ROLES } from '../tuf/roles.js';
+import { writeFileAtomic } from './atomic.js';
+import type { Layout } from './layout.js';
+import type { Repository } from './repository.js';
+
+export function stagedRootPath(layout: Layout): string {
+  return join(layout.state, 'staged', 'root.json');
+}
+
+/** The staged root, or undefined when no root change is staged. */
+export async function readStagedRoot(
+  layout: Layout,
+): Promise<Metadata<Root> | undefined> {
+  const path = stagedRootPath(layout);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return parseMetadata(MetadataKind.Root, bytes, path);
+}
+
+export interface RootEdit {
+  addKeys?: { role: string; key: Key }[];
+  removeKeys?: { role: string; keyid: string }[];
+  thresholds?: Record<string, number>;
+  /** Expiry period of the new root, in milliseconds. */
+  period?: number;
+  now?: Date;
+}
+
+/**
+ * Stages the next root with `edit` applied to the staged root if there is
+ * one, else to the published root. Any edit drops the signatures the staged
+ * file had: they covered other content.
+ */
+export async function editRoot(
+  repo: Repository,
+  edit: RootEdit,
+): Promise<Metadata<Root>> {
+  const base = (await readStagedRoot(repo.layout))?.signed ?? repo.root.signed;
+  const keys: Record<string, Key> = { ...base.keys };
+  const roles: Record<string, { keyIDs: string[]; threshold: number }> = {};
+  for (const [name, role] of Object.entries(base.roles)) {
+    roles[name] = { keyIDs: [...role.keyIDs], threshold: role.threshold };
+  }
+  const roleOf = (name: string) => {
+    const role = roles[name];
+    if (!role || !(TOP_LEVEL_ROLES as readonly string[]).includes(name)) {
+      throw new BadInputError(
+        `${name} is not a top-level role; one of ${TOP_LEVEL_ROLES.join(', ')}`,
+      );
+    }
+    return role;
+  };
+
+  for (const { role, keyid } of edit.removeKeys ?? []) {
+    const r = roleOf(role);
+    const match = r.keyIDs.filter((id) => id.startsWith(keyid));
+    if (match.length !== 1) {
+      throw new BadInputError(
+        `--remove-key ${role}=${keyid}: ${match.length === 0 ? 'no' : 'more than one'} ` +
+          `key of ${role} has that id`,
+      );
+    }
+    r.keyIDs = r.keyIDs.filter((id) => id !== match[0]);
+  }
+  for (const { role, key } of edit.addKeys ?? []) {
+    const r = roleOf(role);
+    if (r.keyIDs.includes(key.keyID)) {
+      throw new BadInputError(`key ${key.keyID} is already a ${role} key`);
+    }
+    for (const [other, o] of Object.entries(roles)) {
+      if (other !== role && o.keyIDs.includes(key.keyID)) {
+        throw new BadInputError(
+          `key ${key.keyID} is already a ${other} key; a key may serve one ` +
+            'role only',
+        );
+      }
+    }
+    r.keyIDs.push(key.keyID);
+    keys[key.keyID] = key;
+  }
+  for (const [role, threshold] of Object.entries(edit.thresholds ?? {})) {
+    roleOf(role).threshold = threshold;
+  }
+  for (const [name, r] of Object.entries(roles)) {
+    if (r.keyIDs.length === 0) {
+      throw new BadInputError(`${name} would be left with no keys`);
+    }
+    if (!Number.isInteger(r.threshold) || r.threshold < 1) {
+      throw new BadInputError(`${name}: threshold must be at least 1`);
+    }
+    if (r.threshold > r.keyIDs.length) {
+      throw new BadInputError(
+        `${name}: threshold ${r.threshold} is above its key count ` +
+          `${r.keyIDs.length}; the role could never be signed`,
+      );
+    }
+  }
+  // Keys no role uses any more are dropped from the key list.
+  const used = new Set(Object.values(roles).flatMap((r) => r.keyIDs));
+  for (const id of Object.keys(keys)) if (!used.has(id)) delete keys[id];
+
+  const now = edit.now ?? new Date();
+  const period = edit.period ?? repo.config.expiry.root.period;
+  const staged = new Metadata(
+    new Root({
+      version: repo.root.signed.version + 1,
+      specVersion: base.specVersion,
+      expires: expiresAt(now, period),
+      consistentSnapshot: base.consistentSnapshot,
+      keys,
+      roles: Object.fromEntries(
+        Object.entries(roles).map(([n, r]) => [n, new Role(r)]),
+      ),
+      unrecognizedFields: base.unrecognizedFields,
+    }),
+  );
+  const path = stagedRootPath(repo.layout);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, serializeMetadata(staged));
+  return staged;
+}
+
+export interface RootSigningStatus {
+  version: number;
+  /** Against the published root's root role. */
+  previous: VerificationResult;
+  /** Against the staged root's own root role. */
+  own: VerificationResult;
+  ready: boolean;
+}
+
+/** Who has signed the staged root, and who is still needed, both ways. */
+export function rootSigningStatus(
+  published: Root,
+  staged: Metadata<Root>,
+): RootSigningStatus {
+  const previous = verifyRole(
+    ROOT,
+    staged,
+    roleKeysFor(published, ROOT) as RoleKeys,
+  );
+  const own = verifyRole(
+    ROOT,
+    staged,
+    roleKeysFor(staged.signed, ROOT) as RoleKeys,
+  );
+  return {
+    version: staged.signed.version,
+    previous,
+    own,
+    ready: previous.verified && own.verified,
+  };
+}
+
+function kindOf(json: unknown): MetadataKind {
+  const type = (json as { signed?: { _type?: unknown } }).signed?._type;
+  if (
+    type === MetadataKind.Root ||
+    type === MetadataKind.Targets ||
+    type === MetadataKind.Snapshot ||
+    type === MetadataKind.Timestamp
+  ) {
+    return type;
+  }
+  throw new CorruptMetadataError(
+    `not TUF metadata (signed._type is ${String(type)})`,
+  );
+}
+
+/** Reads any metadata file, whatever its role. */
+export async function readAnyMetadata(
+  path: string,
+): Promise<Metadata<AnySigned>> {
+  const bytes = await readFile(path).catch((err: unknown) => {
+    throw new BadInputError(`cannot read ${path}`, { cause: err });
+  });
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new CorruptMetadataError(`${path} is not valid JSON`, { cause: err });
+  }
+  return parseMetadata(kindOf(json) as MetadataKind.Root, bytes, path);
+}
+
+export interface SignFileOptions {
+  /** Sign even if the file expires in the past or within its window. */
+  force?: boolean;
+  now?: Date;
+}
+
+/**
+ * Adds one signature to a metadata file with one key file: what a key
+ * holder runs on an air-gapped machine holding only these two files.
+ */
+export async function signFile(
+  path: string,
+  keyFile: KeyFile,
+  passphrases: PassphraseSource,
+  options: SignFileOptions = {},
+): Promise<Metadata<AnySigned>> {
+  const md = await readAnyMetadata(path);
+  const now = options.now ?? new Date();
+  const left = msUntil(md.signed.expires, now);
+  const window = DEFAULT_EXPIRY[expiryKeyFor(md.signed.type)].refreshWindow;
+  if (!options.force && left <= window) {
+    throw new BadInputError(
+      `${path} expires ${md.signed.expires}, ` +
+        (left <= 0 ? 'in the past' : 'within its refresh window') +
+        ` by this machine's clock (${now.toISOString()}); check the clock, ` +
+        'or sign anyway with --force',
+    );
+  }
+  const label = `${keyFile.label || 'key'} ${keyFile.key.keyID.slice(0, 8)}`;
+  let lastError: unknown;
+  for (let attempt = 0; ; attempt++) {
+    const passphrase = await passphrases.forKey(label, attempt);
+    if (passphrase === undefined) break;
+    let signer: InMemorySigner;
+    try {
+      signer = new InMemorySigner(await unsealPrivateKey(keyFile, passphrase));
+    } catch (err) {
+      if (!(err instanceof BadPassphraseError)) throw err;
+      lastError = err;
+      continue;
+    }
+    await addSignature(md, signer);
+    await writeFileAtomic(path, serializeMetadata(md));
+    return md;
+  }
+  throw lastError instanceof BadPassphraseError
+    ? lastError
+    : new BadPassphraseError(`no passphrase opened ${keyFile.path}`);
+}
+
+/**
+ * Merges the signatures of copies of one staged file into the first. The
+ * copies must carry the very same signed content.
+ */
+export async function mergeSignatures(
+  paths: readonly string[],
+): Promise<Metadata<AnySigned>> {
+  if (paths.length < 2) {
+    throw new BadInputError('signing merge needs two or more files');
+  }
+  const [first, ...others] = await Promise.all(paths.map(readAnyMetadata));
+  const content = canonicalBytes(signedToJSON(first.signed));
+  others.forEach((md, i) => {
+    if (!canonicalBytes(signedToJSON(md.signed)).equals(content)) {
+      throw new BadInputError(
+        `${paths[i + 1]} signs other content than ${paths[0]}; only copies ` +
+          'of one staged file can be merged',
+      );
+    }
+    for (const [keyid, sig] of Object.entries(md.signatures)) {
+      first.signatures[keyid] ??= sig;
+    }
+  });
+  await writeFileAtomic(paths[0], serializeMetadata(first));
+  return first;
+}

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { copyFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cliJson, cliOk, runCli } from '../helpers/cli.js';
+import { cleanupTempDirs, tempDir } from '../helpers/fixtures.js';
+
+describe('a root signing event from the command line', () => {
+  after(cleanupTempDirs);
+
+  it('stages, signs copies apart, merges, shows status and publishes', async () => {
+    const base = await tempDir('tufota-signing-');
+    const at = ['--dir', join(base, 'repo'), '--keys', join(base, 'keys')];
+    await cliOk([...at, 'init']);
+    const rootKeys = (await readdir(join(base, 'keys')))
+      .filter((n) => n.startsWith('root-'))
+      .map((n) => join(base, 'keys', n));
+
+    const edit = await cliOk([...at, 'root', 'edit', '--threshold', 'root=3']);
+    assert.match(edit, /^staged root version 2 in .*staged\/root\.json$/m);
+    const staged = join(base, 'repo', '.tufota', 'staged', 'root.json');
+
+    const before = await cliOk([...at, 'signing', 'status']);
+    assert.match(before, /by previous root \(v1\): 0 of 2, 2 more needed/);
+    assert.match(before, /by the new root itself: 0 of 3, 3 more needed/);
+    assert.match(before, /^not ready to publish$/m);
+
+    // Each holder signs a copy with only the file and their key file.
+    const copies = [];
+    for (const [i, key] of rootKeys.entries()) {
+      const copy = join(base, `holder-${i}.json`);
+      await copyFile(staged, copy);
+      const out = await cliOk(['sign', copy, '--key', key]);
+      assert.match(out, /^signed root version 2 in .* with key [0-9a-f]{8}$/m);
+      copies.push(copy);
+    }
+    await cliOk([...at, 'signing', 'merge', staged, ...copies]);
+    const status = await cliJson<{
+      staged: { ready: boolean; own: { signed: string[] } }[];
+    }>([...at, 'signing', 'status']);
+    assert.equal(status.staged[0].ready, true);
+    assert.equal(status.staged[0].own.signed.length, 3);
+
+    const published = await cliOk([...at, 'publish']);
+    assert.match(published, /^published root version 2$/m);
+    assert.match(await cliOk([...at, 'verify']), /^OK: root v2/m);
+    assert.equal(
+      await cliOk([...at, 'signing', 'status']),
+      'nothing is staged\n',
+    );
+  });
+
+  it('refuses to sign a file that expires within its window, unless forced', async () => {
+    const base = await tempDir('tufota-signing-clock-');
+    const at = ['--dir', join(base, 'repo'), '--keys', join(base, 'keys')];
+    await cliOk([...at, 'init', '--expiry', 'timestamp=1h']);
+    const ts = join(base, 'ts-copy.json');
+    await copyFile(join(base, 'repo', 'metadata', 'timestamp.json'), ts);
+    const key = (await readdir(join(base, 'keys'))).find((n) =>
+      n.startsWith('timestamp-'),
+    );
+    assert.ok(key);
+    const refused = await runCli([
+      'sign',
+      ts,
+      '--key',
+      join(base, 'keys', key),
+    ]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /within its refresh window .* --force/);
+    await cliOk(['sign', ts, '--key', join(base, 'keys', key), '--force']);
+  });
+});
