@@ -62,9 +62,13 @@ export function registerSigning(program: Command, io: CliIO): void {
           addKeys.push({ role, key: (await readKeyFile(file)).key });
         }
       }
-      const removeKeys = [
-        ...roleValues(flags.removeKey, '--remove-key', roles),
-      ].map(([role, keyid]) => ({ role, keyid }));
+      // Each item on its own: a role may lose several keys in one edit.
+      const removeKeys = (flags.removeKey ?? []).flatMap((item) =>
+        [...roleValues([item], '--remove-key', roles)].map(([role, keyid]) => ({
+          role,
+          keyid,
+        })),
+      );
       const thresholds: Record<string, number> = {};
       for (const [role, n] of roleValues(
         flags.threshold,

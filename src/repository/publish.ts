@@ -45,7 +45,8 @@ import {
   type RoleKeys,
 } from '../tuf/metadata.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
-import { readStagedRoot, stagedRootPath } from './signing.js';
+import { checkStagedRoot, readStagedRoot, stagedRootPath } from './signing.js';
+import { canonicalBytes } from '../tuf/canonical.js';
 import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
 import { checkpoint } from './faults.js';
 import { writePublishedRecord, type Layout } from './layout.js';
@@ -278,14 +279,14 @@ export async function publish(
     const newKeys = roleKeysFor(newRoot.signed, ROOT) as RoleKeys;
     await signWithThresholds(ROOT, newRoot, repo.keyring, [oldKeys, newKeys]);
   }
-  const staged = await readStagedRoot(repo.layout);
+  const staged = await currentStagedRoot(repo);
   if (staged) {
     if (newRoot) {
       throw new BadInputError(
         'a root change is staged; publish it before --resign root',
       );
     }
-    newRoot = await acceptStagedRoot(repo, staged);
+    newRoot = await acceptStagedRoot(repo, staged, now);
     // Roles whose keys changed must be signed anew by their new keys: a
     // client that sees the new root discards what the old keys signed
     // (specification 5.3.11).
@@ -425,6 +426,33 @@ export async function publish(
   return { published: true, versions, unchanged };
 }
 
+/**
+ * The staged root, unless it is the root already published: a publish
+ * killed after writing the new root but before removing the staged file
+ * leaves that behind, and it must not block every later publish.
+ */
+async function currentStagedRoot(
+  repo: Repository,
+): Promise<Metadata<Root> | undefined> {
+  const staged = await readStagedRoot(repo.layout);
+  if (!staged) return undefined;
+  const published = repo.rootHistory[staged.signed.version - 1];
+  if (
+    published &&
+    canonicalBytes(published.signed.toJSON()).equals(
+      canonicalBytes(staged.signed.toJSON()),
+    )
+  ) {
+    log.warn(
+      { version: staged.signed.version },
+      'removing a staged root that is already published',
+    );
+    await unlink(stagedRootPath(repo.layout)).catch(() => undefined);
+    return undefined;
+  }
+  return staged;
+}
+
 function keysChanged(before: Root, after: Root, role: string): boolean {
   const ids = (r: Root) => JSON.stringify(r.roles[role]?.toJSON() ?? null);
   return ids(before) !== ids(after);
@@ -438,14 +466,10 @@ function keysChanged(before: Root, after: Root, role: string): boolean {
 async function acceptStagedRoot(
   repo: Repository,
   staged: Metadata<Root>,
+  now: Date,
 ): Promise<Metadata<Root>> {
   const expected = repo.root.signed.version + 1;
-  if (staged.signed.version !== expected) {
-    throw new BadInputError(
-      `the staged root is version ${staged.signed.version}; the next root ` +
-        `must be version ${expected}, with no number skipped`,
-    );
-  }
+  checkStagedRoot(repo.root.signed, staged, now);
   const trust = [
     roleKeysFor(repo.root.signed, ROOT) as RoleKeys,
     roleKeysFor(staged.signed, ROOT) as RoleKeys,

@@ -9,8 +9,7 @@
  * Not yet here (issue 3): staged targets edits, hardware tokens, online key
  * rotation in one step, revocation.
  */
-import { readFile } from 'node:fs/promises';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   BadInputError,
@@ -31,6 +30,7 @@ import {
 import {
   addSignature,
   parseMetadata,
+  publicIdentity,
   roleKeysFor,
   serializeMetadata,
   signedToJSON,
@@ -44,6 +44,9 @@ import { ROOT, TOP_LEVEL_ROLES } from '../tuf/roles.js';
 import { writeFileAtomic } from './atomic.js';
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
+
+/** Larger than any role tuf-js accepts (targets roles: 5 MB). */
+const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 
 export function stagedRootPath(layout: Layout): string {
   return join(layout.state, 'staged', 'root.json');
@@ -114,6 +117,17 @@ export async function editRoot(
     if (r.keyIDs.includes(key.keyID)) {
       throw new BadInputError(`key ${key.keyID} is already a ${role} key`);
     }
+    // The same public key under another id would count twice with clients
+    // that count key ids (tuf-js does).
+    const twin = Object.values(keys).find(
+      (k) => publicIdentity(k) === publicIdentity(key),
+    );
+    if (twin) {
+      throw new BadInputError(
+        `key ${key.keyID} is the same public key as ${twin.keyID}, ` +
+          'already in root under another id',
+      );
+    }
     for (const [other, o] of Object.entries(roles)) {
       if (other !== role && o.keyIDs.includes(key.keyID)) {
         throw new BadInputError(
@@ -167,6 +181,57 @@ export async function editRoot(
   return staged;
 }
 
+/**
+ * What a staged root must be before anyone's signature publishes it, since
+ * the file may have been edited by hand: the next version, not expired, the
+ * four top-level roles and nothing else, consistent snapshots on, every
+ * threshold reachable, no public key under two ids, no fields the published
+ * root lacks.
+ */
+export function checkStagedRoot(
+  published: Root,
+  staged: Metadata<Root>,
+  now: Date,
+): void {
+  const refuse = (why: string) => {
+    throw new BadInputError(
+      `the staged root ${why}; stage it again with "tufota root edit"`,
+    );
+  };
+  const root = staged.signed;
+  if (root.version !== published.version + 1) {
+    refuse(
+      `is version ${root.version}; the next root must be version ` +
+        `${published.version + 1}, with no number skipped`,
+    );
+  }
+  if (root.isExpired(now)) refuse(`expired at ${root.expires}`);
+  if (!root.consistentSnapshot) refuse('turns consistent snapshots off');
+  const roleNames = Object.keys(root.roles).sort().join(',');
+  if (roleNames !== [...TOP_LEVEL_ROLES].sort().join(',')) {
+    refuse(`has the roles ${roleNames}, not exactly the four top-level ones`);
+  }
+  for (const [name, role] of Object.entries(root.roles)) {
+    const present = role.keyIDs.filter((id) => root.keys[id]);
+    if (present.length < role.threshold) {
+      refuse(
+        `gives ${name} a threshold of ${role.threshold} with ${present.length} keys`,
+      );
+    }
+  }
+  const identities = new Map<string, string>();
+  for (const key of Object.values(root.keys)) {
+    const identity = publicIdentity(key);
+    const other = identities.get(identity);
+    if (other)
+      refuse(`lists one public key under two ids, ${other} and ${key.keyID}`);
+    identities.set(identity, key.keyID);
+  }
+  const extras = (r: Root) =>
+    JSON.stringify(Object.keys(r.unrecognizedFields).sort());
+  if (extras(root) !== extras(published)) refuse('adds fields to root');
+}
+
 export interface RootSigningStatus {
   version: number;
   /** Against the published root's root role. */
@@ -218,6 +283,16 @@ function kindOf(json: unknown): MetadataKind {
 export async function readAnyMetadata(
   path: string,
 ): Promise<Metadata<AnySigned>> {
+  const info = await stat(path).catch((err: unknown) => {
+    throw new BadInputError(`cannot read ${path}`, { cause: err });
+  });
+  if (!info.isFile()) throw new BadInputError(`${path} is not a regular file`);
+  if (info.size > MAX_METADATA_BYTES) {
+    throw new BadInputError(
+      `${path} is ${info.size} bytes; metadata files are at most ` +
+        `${MAX_METADATA_BYTES} bytes`,
+    );
+  }
   const bytes = await readFile(path).catch((err: unknown) => {
     throw new BadInputError(`cannot read ${path}`, { cause: err });
   });
@@ -272,7 +347,8 @@ export async function signFile(
       continue;
     }
     await addSignature(md, signer);
-    await writeFileAtomic(path, serializeMetadata(md));
+    // Through a link, the signature goes to the file it points at.
+    await writeFileAtomic(await realpath(path), serializeMetadata(md));
     return md;
   }
   throw lastError instanceof BadPassphraseError

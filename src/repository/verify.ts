@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { NotARepositoryError, describeError } from '../errors.js';
 import {
   parseMetadata,
+  publicIdentity,
   roleKeysFor,
   verifyRole,
   type AnySigned,
@@ -181,6 +182,17 @@ export async function verifyRepository(
     checkSigned(ROOT, md, roleKeysFor(md.signed, ROOT), name);
     if (!md.signed.consistentSnapshot) {
       problems.push(`${name}: consistent_snapshot is off`);
+    }
+    // Clients that count key ids would count such a key twice.
+    const identities = new Map<string, string>();
+    for (const key of Object.values(md.signed.keys)) {
+      const other = identities.get(publicIdentity(key));
+      if (other) {
+        problems.push(
+          `${name}: lists one public key under two ids, ${other} and ${key.keyID}`,
+        );
+      }
+      identities.set(publicIdentity(key), key.keyID);
     }
     root = md;
     roots.push(md);

@@ -269,7 +269,7 @@ export interface VerificationResult {
  * What a public key is, whatever way it is written: the raw key for
  * ed25519, the DER SubjectPublicKeyInfo for others.
  */
-function publicIdentity(key: Key): string {
+export function publicIdentity(key: Key): string {
   const value = key.keyVal.public ?? '';
   try {
     if (value.startsWith('-----BEGIN')) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFile, readdir } from 'node:fs/promises';
+import { copyFile, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliJson, cliOk, runCli } from '../helpers/cli.js';
 import { cleanupTempDirs, tempDir } from '../helpers/fixtures.js';
@@ -46,6 +46,35 @@ describe('a root signing event from the command line', () => {
     assert.equal(
       await cliOk([...at, 'signing', 'status']),
       'nothing is staged\n',
+    );
+  });
+
+  it('removes several keys of one role in one edit', async () => {
+    const base = await tempDir('tufota-signing-remove-');
+    const at = ['--dir', join(base, 'repo'), '--keys', join(base, 'keys')];
+    await cliOk([...at, 'init', '--key-count', 'root=4']);
+    const ids = (await readdir(join(base, 'keys')))
+      .filter((n) => n.startsWith('root-'))
+      .map((n) => n.slice(-13, -5));
+    await cliOk([
+      ...at,
+      'root',
+      'edit',
+      '--remove-key',
+      `root=${ids[0]}`,
+      '--remove-key',
+      `root=${ids[1]}`,
+    ]);
+    const staged = JSON.parse(
+      await readFile(
+        join(base, 'repo', '.tufota', 'staged', 'root.json'),
+        'utf8',
+      ),
+    ) as { signed: { roles: { root: { keyids: string[] } } } };
+    const left = staged.signed.roles.root.keyids;
+    assert.equal(left.length, 2);
+    assert.ok(
+      !left.some((id) => id.startsWith(ids[0]) || id.startsWith(ids[1])),
     );
   });
 

@@ -6,7 +6,13 @@
  * the newest repository. Refusals must leave the published root as it was.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  mkdir,
+  readFile,
+  readdir,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { UnsignedMetadataError } from '../../src/errors.js';
 import { generatePrivateKey } from '../../src/keys/keygen.js';
@@ -296,6 +302,118 @@ describe('root signing events', () => {
         publish(repo),
         /must be version 2, with no number skipped/,
       );
+    } finally {
+      await repo.close();
+    }
+  });
+});
+
+describe('a staged root edited by hand or left behind', () => {
+  after(cleanupTempDirs);
+
+  const EDITS: {
+    name: string;
+    edit: (signed: Record<string, unknown>) => void;
+    error: RegExp;
+  }[] = [
+    {
+      name: 'expires in the past',
+      edit: (s) => {
+        s.expires = '2020-01-01T00:00:00Z';
+      },
+      error: /the staged root expired at 2020-01-01T00:00:00Z/,
+    },
+    {
+      name: 'turns consistent snapshots off',
+      edit: (s) => {
+        s.consistent_snapshot = false;
+      },
+      error: /turns consistent snapshots off/,
+    },
+    {
+      name: 'adds a role',
+      edit: (s) => {
+        (s.roles as Record<string, unknown>).mirror = {
+          keyids: [],
+          threshold: 1,
+        };
+      },
+      error: /not exactly the four top-level ones/,
+    },
+    {
+      name: 'lists a root key again under another id',
+      edit: (s) => {
+        const keys = s.keys as Record<string, Record<string, unknown>>;
+        const roles = s.roles as Record<string, { keyids: string[] }>;
+        const first = roles.root.keyids[0];
+        keys['d'.repeat(64)] = { ...keys[first], x_twin: true };
+        roles.root.keyids.push('d'.repeat(64));
+      },
+      error: /lists one public key under two ids/,
+    },
+  ];
+  for (const e of EDITS) {
+    it(`refuses one that ${e.name}, with every root key at hand`, async () => {
+      const t = await createTestRepo();
+      let repo = await Repository.open(t.dir, { lock: true });
+      await editRoot(repo, { thresholds: { root: 2 } });
+      await repo.close();
+      const path = stagedRootPath(repo.layout);
+      const json = JSON.parse(await readFile(path, 'utf8')) as {
+        signed: Record<string, unknown>;
+      };
+      e.edit(json.signed);
+      await writeFile(path, JSON.stringify(json));
+      repo = await t.open(); // its keyring holds all three root keys
+      try {
+        await assert.rejects(publish(repo), e.error);
+        assert.equal(repo.root.signed.version, 1);
+      } finally {
+        await repo.close();
+      }
+    });
+  }
+
+  it('refuses to add a root key that is already there under another id', async () => {
+    const t = await createTestRepo();
+    const keys = new KeyBox(t, t.keysDir);
+    const original = await keys.key('root-1');
+    const { Key } = await import('../../src/tuf/models.js');
+    const twin = new Key({
+      keyID: 'e'.repeat(64),
+      keyType: original.keyType,
+      scheme: original.scheme,
+      keyVal: original.keyVal,
+      unrecognizedFields: { x_twin: true },
+    });
+    const repo = await Repository.open(t.dir, { lock: true });
+    try {
+      await assert.rejects(
+        editRoot(repo, { addKeys: [{ role: 'root', key: twin }] }),
+        /is the same public key as .*already in root/,
+      );
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('drops a staged root that a killed publish already published', async () => {
+    const t = await createTestRepo();
+    let repo = await Repository.open(t.dir, { lock: true });
+    await editRoot(repo, { thresholds: { root: 3 } });
+    await repo.close();
+    const path = stagedRootPath(repo.layout);
+    const leftOver = join(t.base, 'staged-copy.json');
+    repo = await t.open();
+    try {
+      await copyFile(path, leftOver);
+      await publish(repo);
+      // As if the process died before removing the staged file.
+      const published = await readFile(join(t.dir, 'metadata', '2.root.json'));
+      await writeFile(path, published);
+      const next = await publish(repo, { resign: ['timestamp'] });
+      assert.equal(next.versions.timestamp, 3);
+      assert.equal(await readStagedRoot(repo.layout), undefined);
     } finally {
       await repo.close();
     }
