@@ -51,6 +51,7 @@ import {
   SNAPSHOT,
   TARGETS,
   TIMESTAMP,
+  isTopLevelRole,
 } from '../tuf/roles.js';
 import { Layout, writeConfig } from './layout.js';
 import {
@@ -295,7 +296,9 @@ export async function initRepository(
       specVersion: SPEC_VERSION,
       expires: expires(ROOT),
       consistentSnapshot: true,
-      keys: keyMap(KEYED_ROLES.filter(isTopLevel).flatMap((r) => roleKeys[r])),
+      keys: keyMap(
+        KEYED_ROLES.filter(isTopLevelRole).flatMap((r) => roleKeys[r]),
+      ),
       roles: {
         root: roleOf(ROOT),
         targets: roleOf(TARGETS),
@@ -417,10 +420,4 @@ export async function initRepository(
   // run cut short can simply be run again.
   await writeConfig(layout, { expiry, bins });
   return { layout, keys: created, bins };
-}
-
-function isTopLevel(role: KeyedRole): boolean {
-  return (
-    role === ROOT || role === TARGETS || role === SNAPSHOT || role === TIMESTAMP
-  );
 }

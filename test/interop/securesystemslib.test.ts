@@ -10,7 +10,7 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KeyType } from '../../src/keys/keygen.js';
-import type { InitOptions, KeyedRole } from '../../src/repository/init.js';
+import { KEYED_ROLES, type InitOptions } from '../../src/repository/init.js';
 import { publish } from '../../src/repository/publish.js';
 import {
   cleanupTempDirs,
@@ -71,14 +71,7 @@ function check(python: string, repoDir: string): Promise<Summary> {
   });
 }
 
-const ROLES: KeyedRole[] = [
-  'root',
-  'targets',
-  'releases',
-  'rollouts',
-  'snapshot',
-  'timestamp',
-];
+const ROLES = KEYED_ROLES;
 
 /**
  * A repository of one key type with targets in releases (through bins where

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyType } from '../../src/keys/keygen.js';
-import type { KeyedRole } from '../../src/repository/init.js';
+import { KEYED_ROLES, type KeyedRole } from '../../src/repository/init.js';
 import { publish } from '../../src/repository/publish.js';
 import { newClient, reopen, type TestClient } from '../helpers/client.js';
 import {
@@ -255,14 +255,7 @@ describe('the tuf-js client', function () {
   });
 
   describe('with each key type', () => {
-    const roles: KeyedRole[] = [
-      'root',
-      'targets',
-      'releases',
-      'rollouts',
-      'snapshot',
-      'timestamp',
-    ];
+    const roles = KEYED_ROLES;
     const all = (type: KeyType) =>
       Object.fromEntries(roles.map((r) => [r, type])) as Record<
         KeyedRole,
