@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { TufotaError, describeError } from '../errors.js';
 import { logger } from '../log.js';
 import { processIO, type CliIO } from './context.js';
+import { registerEvents } from './events.js';
 import { registerInit } from './init.js';
 import { registerPublish } from './publish.js';
 import { registerSigning } from './signing.js';
@@ -63,8 +64,9 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (s) => io.err(s),
     });
   registerInit(program, io);
-  registerTargets(program, io);
+  const targets = registerTargets(program, io);
   registerPublish(program, io);
+  registerEvents(program, io, targets);
   registerSigning(program, io);
   registerStatus(program, io);
   registerVerify(program, io);

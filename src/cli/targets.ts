@@ -39,7 +39,7 @@ function describeCustom(custom: Record<string, unknown>): string {
   return words.join('  ');
 }
 
-export function registerTargets(program: Command, io: CliIO): void {
+export function registerTargets(program: Command, io: CliIO): Command {
   const targets = program
     .command('targets')
     .description(
@@ -176,4 +176,5 @@ export function registerTargets(program: Command, io: CliIO): void {
         );
       }
     });
+  return targets;
 }

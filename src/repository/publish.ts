@@ -46,6 +46,13 @@ import {
 } from '../tuf/metadata.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
 import { checkStagedRoot, readStagedRoot, stagedRootPath } from './signing.js';
+import {
+  checkStagedTargets,
+  readStagedTargets,
+  rekeyBins,
+  rekeyedRoles,
+  stagedTargetsPath,
+} from './targets-event.js';
 import { canonicalBytes } from '../tuf/canonical.js';
 import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
 import { checkpoint } from './faults.js';
@@ -222,6 +229,19 @@ export async function publish(
   repo: Repository,
   options: PublishOptions = {},
 ): Promise<PublishResult> {
+  try {
+    return await publishOnce(repo, options);
+  } finally {
+    // A staged targets role stands in for the working copies of the roles
+    // it rekeys during one publish only.
+    repo.forgetOverrides();
+  }
+}
+
+async function publishOnce(
+  repo: Repository,
+  options: PublishOptions,
+): Promise<PublishResult> {
   const now = options.now ?? new Date();
   const expiry = repo.config.expiry;
   const resign = new Set(options.resign ?? []);
@@ -297,12 +317,26 @@ export async function publish(
     }
   }
   const root = newRoot?.signed ?? repo.root.signed;
+  const stagedTargets = await currentStagedTargets(repo);
+  if (stagedTargets) {
+    await acceptStagedTargets(repo, stagedTargets, root, now);
+    // Signed by its key holders as it is; never re-signed here.
+    changedTargets.splice(
+      0,
+      changedTargets.length,
+      ...changedTargets.filter((r) => r !== TARGETS),
+    );
+    for (const role of await applyTargetsEvent(repo, stagedTargets)) {
+      if (!changedTargets.includes(role)) changedTargets.push(role);
+    }
+  }
   const rotated = (role: string) =>
     newRoot !== undefined &&
     keysChanged(repo.root.signed, newRoot.signed, role);
 
   const snapshotDue =
     changedTargets.length > 0 ||
+    stagedTargets !== undefined ||
     resign.has(SNAPSHOT) ||
     rotated(SNAPSHOT) ||
     withinRefresh(repo.snapshot.signed.expires, SNAPSHOT, expiry, now);
@@ -360,6 +394,7 @@ export async function publish(
     }
     targets.set(role, md);
   }
+  if (stagedTargets) targets.set(TARGETS, stagedTargets);
   if (failures.length > 0) {
     const first = failures[0];
     throw new UnsignedMetadataError(
@@ -413,8 +448,14 @@ export async function publish(
     repo.root.signed.version,
   );
   if (staged) await unlink(stagedRootPath(repo.layout)).catch(() => undefined);
+  if (stagedTargets) {
+    await unlink(stagedTargetsPath(repo.layout)).catch(() => undefined);
+  }
   // Only once timestamp.json is in place are the drafts spent.
-  await repo.forgetPublishedDrafts([...changedTargets, ...unchanged], targets);
+  await repo.forgetPublishedDrafts(
+    [...changedTargets, ...unchanged, ...(stagedTargets ? [TARGETS] : [])],
+    targets,
+  );
   await repo.reload();
 
   const versions: Record<string, number> = {};
@@ -451,6 +492,89 @@ async function currentStagedRoot(
     return undefined;
   }
   return staged;
+}
+
+/**
+ * The staged targets role, unless it is the one already published (left
+ * behind by a publish killed before it removed the staged file).
+ */
+async function currentStagedTargets(
+  repo: Repository,
+): Promise<Metadata<Targets> | undefined> {
+  const staged = await readStagedTargets(repo.layout);
+  if (!staged) return undefined;
+  const published = await repo.publishedTargets(TARGETS);
+  if (
+    published.signed.version === staged.signed.version &&
+    canonicalBytes(targetsToJSON(published.signed)).equals(
+      canonicalBytes(targetsToJSON(staged.signed)),
+    )
+  ) {
+    log.warn(
+      { version: staged.signed.version },
+      'removing a staged targets role that is already published',
+    );
+    await unlink(stagedTargetsPath(repo.layout)).catch(() => undefined);
+    return undefined;
+  }
+  return staged;
+}
+
+/**
+ * A staged targets role is published as signed, once it carries a
+ * threshold of valid signatures from the targets keys of the root it is
+ * published under; keys this keyring holds add theirs first.
+ */
+async function acceptStagedTargets(
+  repo: Repository,
+  staged: Metadata<Targets>,
+  root: Root,
+  now: Date,
+): Promise<void> {
+  if (repo.hasDraft(TARGETS)) {
+    throw new BadInputError(
+      'targets has a draft and a staged edit; discard one of them',
+    );
+  }
+  const published = (await repo.publishedTargets(TARGETS)).signed;
+  checkStagedTargets(published, staged, now);
+  const trust = roleKeysFor(root, TARGETS) as RoleKeys;
+  if (repo.keyring) {
+    const wanted = trust.keys
+      .map((k) => k.keyID)
+      .filter((id) => !staged.signatures[id]);
+    const { signers } = await repo.keyring.trySignersFor(wanted);
+    for (const signer of signers) await addSignature(staged, signer);
+  }
+  requireThreshold({
+    ...verifyRole(TARGETS, staged, trust),
+    role: `targets v${staged.signed.version}`,
+  });
+}
+
+/**
+ * Makes the staged targets role the working one and returns the roles its
+ * new delegations require re-signed: each rekeyed role and, when the role
+ * owning the hashed bins is one, every bin with its delegation rekeyed.
+ */
+async function applyTargetsEvent(
+  repo: Repository,
+  staged: Metadata<Targets>,
+): Promise<string[]> {
+  const published = (await repo.publishedTargets(TARGETS)).signed;
+  repo.useWorking(TARGETS, staged.signed);
+  const roles = rekeyedRoles(published, staged.signed);
+  const bins = repo.config.bins;
+  if (bins && roles.includes(bins.parent)) {
+    const parent = await repo.workingTargets(bins.parent);
+    const names = Object.keys(parent.delegations?.roles ?? {}).filter((n) =>
+      n.startsWith(`${bins.parent}-bin-`),
+    );
+    const trust = roleKeysFor(staged.signed, bins.parent) as RoleKeys;
+    repo.useWorking(bins.parent, rekeyBins(parent, names, trust));
+    roles.push(...names);
+  }
+  return roles;
 }
 
 function keysChanged(before: Root, after: Root, role: string): boolean {

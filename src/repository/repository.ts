@@ -92,6 +92,7 @@ export class Repository {
   readonly #drafts = new Map<string, Targets>();
   #draftNames = new Set<string>();
   readonly #unsaved = new Set<string>();
+  readonly #overrides = new Set<string>();
 
   private constructor(
     layout: Layout,
@@ -196,7 +197,10 @@ export class Repository {
   }
 
   hasDraft(role: string): boolean {
-    return this.#draftNames.has(role) || this.#drafts.has(role);
+    return (
+      this.#draftNames.has(role) ||
+      (this.#drafts.has(role) && !this.#overrides.has(role))
+    );
   }
 
   async #loadDraft(role: string): Promise<Targets | undefined> {
@@ -320,6 +324,21 @@ export class Repository {
     for (const [role, md] of published) this.#published.remember(role, md);
     if (roles.length > 0)
       await fsyncDir(this.layout.drafts).catch(() => undefined);
+  }
+
+  /**
+   * @internal Publishing a signing event: `signed` stands in as the role's
+   * working copy for this publish only, never saved as a draft.
+   */
+  useWorking(role: string, signed: Targets): void {
+    this.#drafts.set(role, signed);
+    this.#overrides.add(role);
+  }
+
+  /** @internal Drops what `useWorking` set; drafts on disk load again. */
+  forgetOverrides(): void {
+    for (const role of this.#overrides) this.#drafts.delete(role);
+    this.#overrides.clear();
   }
 
   /** @internal Reloads the published state after a publish. */

@@ -6,8 +6,8 @@
  * carries a threshold of signatures from the previous root's keys and from
  * its own, as the specification requires of every new root.
  *
- * Not yet here (issue 3): staged targets edits, hardware tokens, online key
- * rotation in one step, revocation.
+ * The targets role's signing events are in `targets-event.ts`; both use
+ * `tufota sign` and `signing merge` from here.
  */
 import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -30,7 +30,6 @@ import {
 import {
   addSignature,
   parseMetadata,
-  publicIdentity,
   roleKeysFor,
   serializeMetadata,
   signedToJSON,
@@ -39,9 +38,10 @@ import {
   type RoleKeys,
   type VerificationResult,
 } from '../tuf/metadata.js';
-import { Metadata, MetadataKind, Role, Root, type Key } from '../tuf/models.js';
+import { Metadata, MetadataKind, Role, Root } from '../tuf/models.js';
 import { ROOT, TOP_LEVEL_ROLES } from '../tuf/roles.js';
 import { writeFileAtomic } from './atomic.js';
+import { applyKeyEdit, keyTableProblem, type KeyEdit } from './key-edit.js';
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
 
@@ -52,132 +52,91 @@ export function stagedRootPath(layout: Layout): string {
   return join(layout.state, 'staged', 'root.json');
 }
 
+/** A staged file's bytes, or undefined when there is none. */
+export async function readStagedFile(
+  path: string,
+): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 /** The staged root, or undefined when no root change is staged. */
 export async function readStagedRoot(
   layout: Layout,
 ): Promise<Metadata<Root> | undefined> {
   const path = stagedRootPath(layout);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  return parseMetadata(MetadataKind.Root, bytes, path);
+  const bytes = await readStagedFile(path);
+  return bytes && parseMetadata(MetadataKind.Root, bytes, path);
 }
 
-export interface RootEdit {
-  addKeys?: { role: string; key: Key }[];
-  removeKeys?: { role: string; keyid: string }[];
-  thresholds?: Record<string, number>;
+export interface RootEdit extends KeyEdit {
   /** Expiry period of the new root, in milliseconds. */
   period?: number;
   now?: Date;
 }
 
 /**
- * Stages the next root with `edit` applied to the staged root if there is
- * one, else to the published root. Any edit drops the signatures the staged
- * file had: they covered other content.
+ * The next root with `edit` applied to the staged root if there is one,
+ * else to the published root. Nothing is written: `stageMetadata` does
+ * that once the caller has stored any keys the edit adds. Any edit drops
+ * the signatures the staged file had: they covered other content.
  */
-export async function editRoot(
+export async function prepareRootEdit(
   repo: Repository,
   edit: RootEdit,
 ): Promise<Metadata<Root>> {
   const base = (await readStagedRoot(repo.layout))?.signed ?? repo.root.signed;
-  const keys: Record<string, Key> = { ...base.keys };
-  const roles: Record<string, { keyIDs: string[]; threshold: number }> = {};
-  for (const [name, role] of Object.entries(base.roles)) {
-    roles[name] = { keyIDs: [...role.keyIDs], threshold: role.threshold };
-  }
-  const roleOf = (name: string) => {
-    const role = roles[name];
-    if (!role || !(TOP_LEVEL_ROLES as readonly string[]).includes(name)) {
-      throw new BadInputError(
-        `${name} is not a top-level role; one of ${TOP_LEVEL_ROLES.join(', ')}`,
-      );
-    }
-    return role;
-  };
-
-  for (const { role, keyid } of edit.removeKeys ?? []) {
-    const r = roleOf(role);
-    const match = r.keyIDs.filter((id) => id.startsWith(keyid));
-    if (match.length !== 1) {
-      throw new BadInputError(
-        `--remove-key ${role}=${keyid}: ${match.length === 0 ? 'no' : 'more than one'} ` +
-          `key of ${role} has that id`,
-      );
-    }
-    r.keyIDs = r.keyIDs.filter((id) => id !== match[0]);
-  }
-  for (const { role, key } of edit.addKeys ?? []) {
-    const r = roleOf(role);
-    if (r.keyIDs.includes(key.keyID)) {
-      throw new BadInputError(`key ${key.keyID} is already a ${role} key`);
-    }
-    // The same public key under another id would count twice with clients
-    // that count key ids (tuf-js does).
-    const twin = Object.values(keys).find(
-      (k) => publicIdentity(k) === publicIdentity(key),
-    );
-    if (twin) {
-      throw new BadInputError(
-        `key ${key.keyID} is the same public key as ${twin.keyID}, ` +
-          'already in root under another id',
-      );
-    }
-    for (const [other, o] of Object.entries(roles)) {
-      if (other !== role && o.keyIDs.includes(key.keyID)) {
-        throw new BadInputError(
-          `key ${key.keyID} is already a ${other} key; a key may serve one ` +
-            'role only',
-        );
-      }
-    }
-    r.keyIDs.push(key.keyID);
-    keys[key.keyID] = key;
-  }
-  for (const [role, threshold] of Object.entries(edit.thresholds ?? {})) {
-    roleOf(role).threshold = threshold;
-  }
-  for (const [name, r] of Object.entries(roles)) {
-    if (r.keyIDs.length === 0) {
-      throw new BadInputError(`${name} would be left with no keys`);
-    }
-    if (!Number.isInteger(r.threshold) || r.threshold < 1) {
-      throw new BadInputError(`${name}: threshold must be at least 1`);
-    }
-    if (r.threshold > r.keyIDs.length) {
-      throw new BadInputError(
-        `${name}: threshold ${r.threshold} is above its key count ` +
-          `${r.keyIDs.length}; the role could never be signed`,
-      );
-    }
-  }
-  // Keys no role uses any more are dropped from the key list.
-  const used = new Set(Object.values(roles).flatMap((r) => r.keyIDs));
-  for (const id of Object.keys(keys)) if (!used.has(id)) delete keys[id];
-
+  const table = applyKeyEdit(
+    {
+      keys: base.keys,
+      roles: Object.fromEntries(
+        Object.entries(base.roles).map(([n, r]) => [
+          n,
+          { keyIDs: r.keyIDs, threshold: r.threshold },
+        ]),
+      ),
+    },
+    edit,
+    TOP_LEVEL_ROLES,
+    'top-level role',
+  );
   const now = edit.now ?? new Date();
   const period = edit.period ?? repo.config.expiry.root.period;
-  const staged = new Metadata(
+  return new Metadata(
     new Root({
       version: repo.root.signed.version + 1,
       specVersion: base.specVersion,
       expires: expiresAt(now, period),
       consistentSnapshot: base.consistentSnapshot,
-      keys,
+      keys: table.keys,
       roles: Object.fromEntries(
-        Object.entries(roles).map(([n, r]) => [n, new Role(r)]),
+        Object.entries(table.roles).map(([n, r]) => [n, new Role(r)]),
       ),
       unrecognizedFields: base.unrecognizedFields,
     }),
   );
-  const path = stagedRootPath(repo.layout);
+}
+
+/** Writes a staged file for key holders to sign. */
+export async function stageMetadata(
+  path: string,
+  md: Metadata<AnySigned>,
+): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  await writeFileAtomic(path, serializeMetadata(staged));
+  await writeFileAtomic(path, serializeMetadata(md));
+}
+
+/** `prepareRootEdit`, then stages the result. */
+export async function editRoot(
+  repo: Repository,
+  edit: RootEdit,
+): Promise<Metadata<Root>> {
+  const staged = await prepareRootEdit(repo, edit);
+  await stageMetadata(stagedRootPath(repo.layout), staged);
   return staged;
 }
 
@@ -211,22 +170,8 @@ export function checkStagedRoot(
   if (roleNames !== [...TOP_LEVEL_ROLES].sort().join(',')) {
     refuse(`has the roles ${roleNames}, not exactly the four top-level ones`);
   }
-  for (const [name, role] of Object.entries(root.roles)) {
-    const present = role.keyIDs.filter((id) => root.keys[id]);
-    if (present.length < role.threshold) {
-      refuse(
-        `gives ${name} a threshold of ${role.threshold} with ${present.length} keys`,
-      );
-    }
-  }
-  const identities = new Map<string, string>();
-  for (const key of Object.values(root.keys)) {
-    const identity = publicIdentity(key);
-    const other = identities.get(identity);
-    if (other)
-      refuse(`lists one public key under two ids, ${other} and ${key.keyID}`);
-    identities.set(identity, key.keyID);
-  }
+  const problem = keyTableProblem({ keys: root.keys, roles: root.roles });
+  if (problem) refuse(problem);
   const extras = (r: Root) =>
     JSON.stringify(Object.keys(r.unrecognizedFields).sort());
   if (extras(root) !== extras(published)) refuse('adds fields to root');

@@ -390,7 +390,7 @@ describe('a staged root edited by hand or left behind', () => {
     try {
       await assert.rejects(
         editRoot(repo, { addKeys: [{ role: 'root', key: twin }] }),
-        /is the same public key as .*already in root/,
+        /is the same public key as .*under another id/,
       );
     } finally {
       await repo.close();

@@ -1,0 +1,139 @@
+/**
+ * Editing a table of keys and roles: root's top-level roles, or the roles a
+ * targets role delegates to. Both signing events (`root edit`, `targets
+ * edit`) apply the same rules, and both staged files are checked against
+ * them again before they publish, since a staged file may be edited by hand.
+ */
+import { BadInputError } from '../errors.js';
+import { publicIdentity } from '../tuf/metadata.js';
+import type { Key } from '../tuf/models.js';
+
+export interface KeyEdit {
+  addKeys?: { role: string; key: Key }[];
+  /** A key id or a unique prefix of one. */
+  removeKeys?: { role: string; keyid: string }[];
+  thresholds?: Record<string, number>;
+}
+
+export interface KeyTable {
+  keys: Record<string, Key>;
+  roles: Record<string, { keyIDs: string[]; threshold: number }>;
+}
+
+/**
+ * Applies `edit` to a copy of `table`. `roleNames` are the roles the edit
+ * may touch; `kind` names them in messages ("top-level role").
+ */
+export function applyKeyEdit(
+  table: KeyTable,
+  edit: KeyEdit,
+  roleNames: readonly string[],
+  kind: string,
+): KeyTable {
+  const keys: Record<string, Key> = { ...table.keys };
+  const roles: KeyTable['roles'] = {};
+  for (const [name, role] of Object.entries(table.roles)) {
+    roles[name] = { keyIDs: [...role.keyIDs], threshold: role.threshold };
+  }
+  const roleOf = (name: string) => {
+    const role = Object.hasOwn(roles, name) ? roles[name] : undefined;
+    if (!role || !roleNames.includes(name)) {
+      throw new BadInputError(
+        `${name} is not a ${kind}; one of ${roleNames.join(', ')}`,
+      );
+    }
+    return role;
+  };
+
+  for (const { role, keyid } of edit.removeKeys ?? []) {
+    const r = roleOf(role);
+    const match = r.keyIDs.filter((id) => id.startsWith(keyid));
+    if (keyid.length === 0 || match.length !== 1) {
+      throw new BadInputError(
+        `--remove-key ${role}=${keyid}: ` +
+          `${match.length === 0 ? 'no' : 'more than one'} key of ${role} ` +
+          'has that id',
+      );
+    }
+    r.keyIDs = r.keyIDs.filter((id) => id !== match[0]);
+  }
+  for (const { role, key } of edit.addKeys ?? []) {
+    const r = roleOf(role);
+    if (r.keyIDs.includes(key.keyID)) {
+      throw new BadInputError(`key ${key.keyID} is already a ${role} key`);
+    }
+    // The same public key under another id would count twice with clients
+    // that count key ids (tuf-js does).
+    const twin = Object.values(keys).find(
+      (k) => k.keyID !== key.keyID && publicIdentity(k) === publicIdentity(key),
+    );
+    if (twin) {
+      throw new BadInputError(
+        `key ${key.keyID} is the same public key as ${twin.keyID}, ` +
+          'already listed under another id',
+      );
+    }
+    for (const [other, o] of Object.entries(roles)) {
+      if (other !== role && o.keyIDs.includes(key.keyID)) {
+        throw new BadInputError(
+          `key ${key.keyID} is already a ${other} key; a key may serve one ` +
+            'role only',
+        );
+      }
+    }
+    r.keyIDs.push(key.keyID);
+    keys[key.keyID] = key;
+  }
+  for (const [role, threshold] of Object.entries(edit.thresholds ?? {})) {
+    roleOf(role).threshold = threshold;
+  }
+  for (const [name, r] of Object.entries(roles)) {
+    const problem = thresholdProblem(r.keyIDs.length, r.threshold);
+    if (problem) throw new BadInputError(`${name}: ${problem}`);
+  }
+  // Keys no role uses any more are dropped from the key list.
+  const used = new Set(Object.values(roles).flatMap((r) => r.keyIDs));
+  for (const id of Object.keys(keys)) if (!used.has(id)) delete keys[id];
+  return { keys, roles };
+}
+
+function thresholdProblem(keys: number, threshold: number): string | undefined {
+  if (keys === 0) return 'would be left with no keys';
+  if (!Number.isInteger(threshold) || threshold < 1) {
+    return 'threshold must be at least 1';
+  }
+  if (threshold > keys) {
+    return (
+      `threshold ${threshold} is above its key count ${keys}; the role ` +
+      'could never be signed'
+    );
+  }
+  return undefined;
+}
+
+/**
+ * What any key table must be for its file to publish: every role's key ids
+ * listed in the key map, each threshold reachable, no public key under two
+ * ids. Returns the first problem, worded to follow "the staged file ...".
+ */
+export function keyTableProblem(table: KeyTable): string | undefined {
+  for (const [name, role] of Object.entries(table.roles)) {
+    const present = role.keyIDs.filter((id) => Object.hasOwn(table.keys, id));
+    if (present.length < role.threshold || role.threshold < 1) {
+      return (
+        `gives ${name} a threshold of ${role.threshold} with ` +
+        `${present.length} keys`
+      );
+    }
+  }
+  const identities = new Map<string, string>();
+  for (const key of Object.values(table.keys)) {
+    const identity = publicIdentity(key);
+    const other = identities.get(identity);
+    if (other) {
+      return `lists one public key under two ids, ${other} and ${key.keyID}`;
+    }
+    identities.set(identity, key.keyID);
+  }
+  return undefined;
+}
