@@ -7,17 +7,15 @@
 import { BadInputError } from '../errors.js';
 import { publicIdentity } from '../tuf/metadata.js';
 import type { Key } from '../tuf/models.js';
+import type { KeyTable } from '../tuf/key-table.js';
+
+export { keyTableProblem, type KeyTable } from '../tuf/key-table.js';
 
 export interface KeyEdit {
   addKeys?: { role: string; key: Key }[];
   /** A key id or a unique prefix of one. */
   removeKeys?: { role: string; keyid: string }[];
   thresholds?: Record<string, number>;
-}
-
-export interface KeyTable {
-  keys: Record<string, Key>;
-  roles: Record<string, { keyIDs: string[]; threshold: number }>;
 }
 
 /**
@@ -107,33 +105,6 @@ function thresholdProblem(keys: number, threshold: number): string | undefined {
       `threshold ${threshold} is above its key count ${keys}; the role ` +
       'could never be signed'
     );
-  }
-  return undefined;
-}
-
-/**
- * What any key table must be for its file to publish: every role's key ids
- * listed in the key map, each threshold reachable, no public key under two
- * ids. Returns the first problem, worded to follow "the staged file ...".
- */
-export function keyTableProblem(table: KeyTable): string | undefined {
-  for (const [name, role] of Object.entries(table.roles)) {
-    const present = role.keyIDs.filter((id) => Object.hasOwn(table.keys, id));
-    if (present.length < role.threshold || role.threshold < 1) {
-      return (
-        `gives ${name} a threshold of ${role.threshold} with ` +
-        `${present.length} keys`
-      );
-    }
-  }
-  const identities = new Map<string, string>();
-  for (const key of Object.values(table.keys)) {
-    const identity = publicIdentity(key);
-    const other = identities.get(identity);
-    if (other) {
-      return `lists one public key under two ids, ${other} and ${key.keyID}`;
-    }
-    identities.set(identity, key.keyID);
   }
   return undefined;
 }
