@@ -18,6 +18,7 @@
  */
 import { join } from 'node:path';
 import { BadInputError } from '../errors.js';
+import { canonicalBytes } from '../tuf/canonical.js';
 import { expiresAt } from '../tuf/expiry.js';
 import {
   copyTargets,
@@ -46,6 +47,12 @@ import {
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
 import { readStagedFile, stageMetadata } from './signing.js';
+
+function canonical(value: unknown): string {
+  return canonicalBytes(value as Parameters<typeof canonicalBytes>[0]).toString(
+    'utf8',
+  );
+}
 
 export function stagedTargetsPath(layout: Layout): string {
   return join(layout.state, 'staged', 'targets.json');
@@ -148,7 +155,7 @@ export async function editTargets(
 
 /** A delegation's fields other than its keys and threshold. */
 function placement(role: DelegatedRole): string {
-  return JSON.stringify({
+  return canonical({
     terminating: role.terminating,
     paths: role.paths ?? null,
     prefixes: role.pathHashPrefixes ?? null,
@@ -181,9 +188,10 @@ export function checkStagedTargets(
     );
   }
   if (t.isExpired(now)) refuse(`expired at ${t.expires}`);
+  // Compared canonically: a holder's tool may write keys in another order.
   const entries = (x: Targets) => {
     const json = targetsToJSON(x);
-    return JSON.stringify({
+    return canonical({
       targets: json.targets,
       extra: x.unrecognizedFields,
     });
@@ -203,7 +211,7 @@ export function checkStagedTargets(
     }
   }
   const extra = (x: Targets) =>
-    JSON.stringify(x.delegations?.unrecognizedFields ?? {});
+    canonical(x.delegations?.unrecognizedFields ?? {});
   if (t.delegations?.succinctRoles || extra(t) !== extra(published)) {
     refuse('adds fields to its delegations');
   }
@@ -238,8 +246,10 @@ export function rekeyedRoles(published: Targets, staged: Targets): string[] {
   const trust = (t: Targets, name: string) => {
     const r = t.delegations?.roles?.[name];
     if (!r) return 'none';
-    const keys = r.keyIDs.map((id) => t.delegations?.keys[id]?.toJSON());
-    return JSON.stringify({ ids: [...r.keyIDs].sort(), keys, t: r.threshold });
+    const keys = r.keyIDs.map(
+      (id) => t.delegations?.keys[id]?.toJSON() ?? null,
+    );
+    return canonical({ ids: [...r.keyIDs].sort(), keys, t: r.threshold });
   };
   return Object.keys(staged.delegations?.roles ?? {}).filter(
     (name) => trust(published, name) !== trust(staged, name),
