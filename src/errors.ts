@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'BAD_PASSPHRASE'
   | 'NO_PASSPHRASE'
   | 'BAD_KEY_FILE'
+  | 'BAD_PIN'
+  | 'TOKEN'
   | 'CORRUPT_METADATA'
   | 'NOT_A_REPOSITORY'
   | 'ALREADY_EXISTS'
@@ -80,6 +82,24 @@ export class NoPassphraseError extends TufotaError {
 export class BadKeyFileError extends TufotaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('BAD_KEY_FILE', message, options);
+  }
+}
+
+/** A hardware token refused its PIN, or has locked it. */
+export class BadPinError extends TufotaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BAD_PIN', message, options);
+  }
+}
+
+/**
+ * A PKCS#11 module or token cannot do what was asked: the module will not
+ * load, no token or key matches, the key on the token is not the expected
+ * one, or the token lacks a mechanism.
+ */
+export class TokenError extends TufotaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TOKEN', message, options);
   }
 }
 

@@ -30,7 +30,7 @@ import {
 import { writeFileAtomic } from '../repository/atomic.js';
 import { computeKeyId } from '../tuf/canonical.js';
 import { publicKeyFor } from './keygen.js';
-import { checkNewPassphrase } from './passphrase.js';
+import { checkNewPassphrase, type PassphraseSource } from './passphrase.js';
 
 const scryptAsync = promisify(scrypt) as (
   password: string,
@@ -168,7 +168,32 @@ export async function writeKeyFile(
   return { path, label, key, private: sealed };
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/**
+ * The TUF public key a key file or reference file stores, checked against
+ * the key id stored beside it. `what` names the file in errors.
+ */
+export function publicKeyFromJSON(
+  keyid: string,
+  pub: Record<string, unknown>,
+  what: string,
+): Key {
+  let key: Key;
+  try {
+    key = Key.fromJSON(keyid, pub as Parameters<typeof Key.fromJSON>[1]);
+  } catch (err) {
+    throw new BadKeyFileError(`${what} has a malformed public key`, {
+      cause: err,
+    });
+  }
+  if (computeKeyId(key) !== keyid) {
+    throw new BadKeyFileError(
+      `${what}: key id ${keyid} does not match its public key`,
+    );
+  }
+  return key;
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
@@ -188,13 +213,18 @@ function isBase64(value: unknown, min: number, max: number): boolean {
  * parse as a good key file; any other file is not a key file at all.
  */
 export function claimsToBeKeyFile(raw: string): boolean {
+  return claimsField(raw, 'tufota_key');
+}
+
+/** Whether `raw` is a JSON object with `field`, or broken JSON naming it. */
+export function claimsField(raw: string, field: string): boolean {
   let doc: unknown;
   try {
     doc = JSON.parse(raw);
   } catch {
-    return raw.includes('"tufota_key"');
+    return raw.includes(`"${field}"`);
   }
-  return isRecord(doc) && 'tufota_key' in doc;
+  return isRecord(doc) && field in doc;
 }
 
 /** Reads a key file's public half; the private half stays sealed. */
@@ -224,19 +254,7 @@ export function parseKeyFile(raw: string, path: string): KeyFile {
   if (typeof keyid !== 'string' || !isRecord(pub) || !isRecord(sealed)) {
     throw new BadKeyFileError(`key file ${path} is missing fields`);
   }
-  let key: Key;
-  try {
-    key = Key.fromJSON(keyid, pub as Parameters<typeof Key.fromJSON>[1]);
-  } catch (err) {
-    throw new BadKeyFileError(`key file ${path} has a malformed public key`, {
-      cause: err,
-    });
-  }
-  if (computeKeyId(key) !== keyid) {
-    throw new BadKeyFileError(
-      `key file ${path}: key id ${keyid} does not match its public key`,
-    );
-  }
+  const key = publicKeyFromJSON(keyid, pub, `key file ${path}`);
   const kdf = sealed.kdf;
   const cipher = sealed.cipher;
   if (
@@ -328,4 +346,30 @@ export async function unsealPrivateKey(
     );
   }
   return privateKey;
+}
+
+/**
+ * Opens a key file with whichever passphrase fits: each one a source
+ * offers is tried in turn (the lines of a file, or a prompt asked again).
+ * When none fits, the last BadPassphraseError is thrown.
+ */
+export async function openKeyFile(
+  file: KeyFile,
+  passphrases: PassphraseSource,
+  label: string,
+): Promise<KeyObject> {
+  let lastError: unknown;
+  for (let attempt = 0; ; attempt++) {
+    const passphrase = await passphrases.forKey(label, attempt);
+    if (passphrase === undefined) break;
+    try {
+      return await unsealPrivateKey(file, passphrase);
+    } catch (err) {
+      if (!(err instanceof BadPassphraseError)) throw err;
+      lastError = err;
+    }
+  }
+  throw lastError instanceof BadPassphraseError
+    ? lastError
+    : new BadPassphraseError(`no passphrase opened ${label}`);
 }

@@ -9,6 +9,7 @@ import {
   createPublicKey,
   generateKeyPairSync,
   sign as cryptoSign,
+  verify as cryptoVerify,
   type KeyObject,
 } from 'node:crypto';
 import { BadInputError } from '../errors.js';
@@ -32,7 +33,8 @@ export function parseKeyType(value: string): KeyType {
   );
 }
 
-const RSA_BITS = 3072;
+/** The size of new RSA keys, in files and on tokens alike. */
+export const RSA_BITS = 3072;
 
 export function generatePrivateKey(type: KeyType): KeyObject {
   switch (type) {
@@ -47,13 +49,13 @@ export function generatePrivateKey(type: KeyType): KeyObject {
   }
 }
 
-/** The key type of a private key, judged from the key itself. */
-export function keyTypeOf(privateKey: KeyObject): KeyType {
-  switch (privateKey.asymmetricKeyType) {
+/** The key type of a private or public key, judged from the key itself. */
+export function keyTypeOf(key: KeyObject): KeyType {
+  switch (key.asymmetricKeyType) {
     case 'ed25519':
       return 'ed25519';
     case 'ec':
-      if (privateKey.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+      if (key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
         return 'ecdsa-sha2-nistp256';
       }
       break;
@@ -61,14 +63,17 @@ export function keyTypeOf(privateKey: KeyObject): KeyType {
       return 'rsassa-pss-sha256';
   }
   throw new BadInputError(
-    `unsupported private key (${privateKey.asymmetricKeyType ?? 'unknown'})`,
+    `unsupported ${key.type} key (${key.asymmetricKeyType ?? 'unknown'})`,
   );
 }
 
-/** The TUF public key of a private key, with its key id computed last. */
-export function publicKeyFor(privateKey: KeyObject): Key {
-  const type = keyTypeOf(privateKey);
-  const pub = createPublicKey(privateKey);
+/**
+ * The TUF public key of a private key (or of its public half, as a token
+ * gives it), with its key id computed last.
+ */
+export function publicKeyFor(key: KeyObject): Key {
+  const type = keyTypeOf(key);
+  const pub = key.type === 'public' ? key : createPublicKey(key);
   let fields: { keyType: string; scheme: string; public: string };
   switch (type) {
     case 'ed25519': {
@@ -110,6 +115,28 @@ export function publicKeyFor(privateKey: KeyObject): Key {
   });
 }
 
+/**
+ * The node:crypto public key of a TUF key, whatever its keyval form (raw
+ * hex for ed25519, PEM for the others).
+ */
+export function keyObjectOf(key: Key): KeyObject {
+  const value = key.keyVal.public ?? '';
+  try {
+    if (key.keyType === 'ed25519' && /^[0-9a-fA-F]{64}$/.test(value)) {
+      const x = Buffer.from(value, 'hex').toString('base64url');
+      return createPublicKey({
+        key: { kty: 'OKP', crv: 'Ed25519', x },
+        format: 'jwk',
+      });
+    }
+    return createPublicKey(value);
+  } catch (err) {
+    throw new BadInputError(`key ${key.keyID} has a malformed public key`, {
+      cause: err,
+    });
+  }
+}
+
 /** Signs with the scheme the key's type calls for. */
 export function signWith(privateKey: KeyObject, data: Buffer): Buffer {
   switch (keyTypeOf(privateKey)) {
@@ -126,6 +153,31 @@ export function signWith(privateKey: KeyObject, data: Buffer): Buffer {
         padding: constants.RSA_PKCS1_PSS_PADDING,
         saltLength: 32,
       });
+  }
+}
+
+/** Whether `sig` is what `signWith` makes over `data` for this key. */
+export function verifyWith(
+  publicKey: KeyObject,
+  data: Buffer,
+  sig: Buffer,
+): boolean {
+  switch (keyTypeOf(publicKey)) {
+    case 'ed25519':
+      return cryptoVerify(null, data, publicKey, sig);
+    case 'ecdsa-sha2-nistp256':
+      return cryptoVerify('sha256', data, publicKey, sig);
+    case 'rsassa-pss-sha256':
+      return cryptoVerify(
+        'sha256',
+        data,
+        {
+          key: publicKey,
+          padding: constants.RSA_PKCS1_PSS_PADDING,
+          saltLength: 32,
+        },
+        sig,
+      );
   }
 }
 

@@ -1,27 +1,50 @@
 /**
  * The key files in one folder, indexed by key id. A key is unlocked only when
  * a role it signs for has to be signed, and then kept in memory for the life
- * of the keyring so one command asks for each passphrase once.
+ * of the keyring so one command asks for each passphrase once. Reference
+ * files (keyref.ts) in the same folders stand for keys on PKCS#11 tokens;
+ * their sessions stay open until `close`.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BadKeyFileError, BadPassphraseError } from '../errors.js';
+import {
+  BadKeyFileError,
+  BadPassphraseError,
+  BadPinError,
+  TokenError,
+} from '../errors.js';
 import { logger } from '../log.js';
 import type { SigningKey } from '../tuf/metadata.js';
 import { InMemorySigner } from './keygen.js';
 import {
   claimsToBeKeyFile,
+  openKeyFile,
   parseKeyFile,
-  unsealPrivateKey,
   type KeyFile,
 } from './keyfile.js';
+import { claimsToBeKeyRef, parseKeyRef, type KeyRef } from './keyref.js';
 import type { PassphraseSource } from './passphrase.js';
+import { Pkcs11Signer, type TokenOptions } from './pkcs11.js';
+
+/**
+ * Why a key the keyring holds did not open: no passphrase fitted, the
+ * token refused its PIN, or the token is absent or holds another key.
+ */
+export type UnlockError = BadPassphraseError | BadPinError | TokenError;
+
+function isUnlockError(err: unknown): err is UnlockError {
+  return (
+    err instanceof BadPassphraseError ||
+    err instanceof BadPinError ||
+    err instanceof TokenError
+  );
+}
 
 /** A key the keyring holds but could not open. */
 export interface UnlockFailure {
   keyid: string;
   /** Names the key and its file, as `signersFor` would have thrown it. */
-  error: BadPassphraseError;
+  error: UnlockError;
 }
 
 export interface SignersResult {
@@ -34,7 +57,7 @@ export interface SignersResult {
 interface Attempt {
   keyid: string;
   signer?: SigningKey;
-  error?: BadPassphraseError;
+  error?: UnlockError;
 }
 
 const log = logger.child({ module: 'keys/keyring' });
@@ -43,28 +66,39 @@ export class Keyring {
   /** The folders read, in the order given. */
   readonly dirs: string[];
   readonly #files = new Map<string, KeyFile>();
+  readonly #refs = new Map<string, KeyRef>();
   readonly #signers = new Map<string, SigningKey>();
-  readonly #failed = new Map<string, BadPassphraseError>();
+  readonly #tokens: Pkcs11Signer[] = [];
+  readonly #failed = new Map<string, UnlockError>();
   readonly #passphrases: PassphraseSource;
+  readonly #tokenOptions: TokenOptions;
 
-  private constructor(dirs: string[], passphrases: PassphraseSource) {
+  private constructor(
+    dirs: string[],
+    passphrases: PassphraseSource,
+    tokens: TokenOptions,
+  ) {
     this.dirs = dirs;
     this.#passphrases = passphrases;
+    this.#tokenOptions = { ...tokens, passphrases };
   }
 
   /**
    * Reads every `*.json` key file in each folder (say, the online keys and
    * a mounted stick of offline keys). A missing folder adds nothing: a
-   * server may hold only some keys, or none. JSON files that are not tufota
-   * key files (no `"tufota_key"` field) are skipped; one that has the field
-   * but is damaged fails with a BadKeyFileError naming it.
+   * server may hold only some keys, or none. JSON files that are neither
+   * key files nor reference files (no `"tufota_key"` or `"tufota_key_ref"`
+   * field) are skipped; one that has the field but is damaged fails with a
+   * BadKeyFileError naming it. `tokens` says where token keys find their
+   * module and PIN (the environment; the passphrase source prompts).
    */
   static async open(
     dirs: string | readonly string[],
     passphrases: PassphraseSource,
+    tokens: TokenOptions = {},
   ): Promise<Keyring> {
     const list = typeof dirs === 'string' ? [dirs] : [...dirs];
-    const ring = new Keyring(list, passphrases);
+    const ring = new Keyring(list, passphrases, tokens);
     for (const dir of list) {
       let names: string[];
       try {
@@ -88,6 +122,11 @@ export class Keyring {
         }
         // Other JSON (a README's data, a device list) may share the folder;
         // a file that says it is a key file must be a good one.
+        if (claimsToBeKeyRef(raw)) {
+          const ref = parseKeyRef(raw, path);
+          ring.#refs.set(ref.key.keyID, ref);
+          continue;
+        }
         if (!claimsToBeKeyFile(raw)) {
           log.debug({ path }, 'skipping a JSON file that is not a key file');
           continue;
@@ -100,7 +139,11 @@ export class Keyring {
   }
 
   has(keyid: string): boolean {
-    return this.#files.has(keyid) || this.#signers.has(keyid);
+    return (
+      this.#files.has(keyid) ||
+      this.#refs.has(keyid) ||
+      this.#signers.has(keyid)
+    );
   }
 
   /** Adds a signer that is already unlocked (a new key, a token). */
@@ -125,12 +168,13 @@ export class Keyring {
 
   /**
    * Signers for whichever of `keyids` this keyring holds and can open.
-   * A key that no passphrase opens does not stop the others: it is listed
-   * in `failures` (with its BadPassphraseError), so a caller can sign with
-   * the rest and still reach a threshold, or report every key that would
-   * not open. Any other error (a scrypt failure, a key file whose private
-   * half does not match, no terminal to ask on) is thrown. Signers come in
-   * the order of `keyids`.
+   * A key that no passphrase opens, whose token refuses its PIN, or whose
+   * token is absent or holds another key does not stop the others: it is
+   * listed in `failures` (with its error), so a caller can sign with the
+   * rest and still reach a threshold, or report every key that would not
+   * open. Any other error (a scrypt failure, a key file whose private half
+   * does not match, no terminal to ask on) is thrown. Signers come in the
+   * order of `keyids`.
    */
   async trySignersFor(keyids: readonly string[]): Promise<SignersResult> {
     const unique = [...new Set(keyids)];
@@ -138,7 +182,7 @@ export class Keyring {
       try {
         return { keyid, signer: await this.signer(keyid) };
       } catch (err) {
-        if (err instanceof BadPassphraseError) return { keyid, error: err };
+        if (isUnlockError(err)) return { keyid, error: err };
         throw err;
       }
     };
@@ -171,28 +215,52 @@ export class Keyring {
     // A key that no passphrase opened is not tried (or asked for) again.
     const failed = this.#failed.get(keyid);
     if (failed) throw failed;
+    // A key both on a token and in a file (one just imported) signs on
+    // the token: that is where it is meant to live now.
+    const ref = this.#refs.get(keyid);
     const file = this.#files.get(keyid);
-    if (!file) return undefined;
+    if (!ref && !file) return undefined;
 
-    const label = `${file.label || 'key'} ${keyid.slice(0, 8)} (${file.path})`;
-    let lastError: unknown;
-    for (let attempt = 0; ; attempt++) {
-      const passphrase = await this.#passphrases.forKey(label, attempt);
-      if (passphrase === undefined) break;
-      try {
-        const signer = new InMemorySigner(await unsealPrivateKey(file, passphrase));
-        this.#signers.set(keyid, signer);
-        return signer;
-      } catch (err) {
-        if (!(err instanceof BadPassphraseError)) throw err;
-        lastError = err;
+    let signer: SigningKey;
+    try {
+      signer = ref
+        ? await this.#openToken(ref)
+        : await this.#openFile(file as KeyFile);
+    } catch (err) {
+      if (isUnlockError(err)) {
+        log.info(
+          { keyid, from: ref?.path ?? file?.path, code: err.code },
+          'key did not open',
+        );
+        this.#failed.set(keyid, err);
       }
+      throw err;
     }
-    const error =
-      lastError instanceof BadPassphraseError
-        ? lastError
-        : new BadPassphraseError(`no passphrase opened ${label}`);
-    this.#failed.set(keyid, error);
-    throw error;
+    this.#signers.set(keyid, signer);
+    return signer;
+  }
+
+  async #openToken(ref: KeyRef): Promise<SigningKey> {
+    const token = await Pkcs11Signer.open(ref.uri, {
+      ...this.#tokenOptions,
+      expected: ref.key,
+    });
+    this.#tokens.push(token);
+    return token;
+  }
+
+  async #openFile(file: KeyFile): Promise<SigningKey> {
+    const keyid = file.key.keyID;
+    const label = `${file.label || 'key'} ${keyid.slice(0, 8)} (${file.path})`;
+    return new InMemorySigner(await openKeyFile(file, this.#passphrases, label));
+  }
+
+  /** Ends the sessions of token keys; signers from them stop working. */
+  close(): Promise<void> {
+    for (const token of this.#tokens.splice(0)) {
+      token.close();
+      this.#signers.delete(token.key.keyID);
+    }
+    return Promise.resolve();
   }
 }

@@ -33,6 +33,13 @@ export interface PassphraseSource {
    * that cannot offer another attempt returns undefined.
    */
   forKey(label: string, attempt: number): Promise<string | undefined>;
+  /**
+   * A hardware token's PIN, asked once: a wrong PIN counts against the
+   * token's retry limit, so it is never tried again in one run. Sources
+   * without it (files, the environment) give no PIN, since a passphrase
+   * tried as a PIN would spend those tries.
+   */
+  forPin?(token: string): Promise<string | undefined>;
 }
 
 /**
@@ -133,6 +140,18 @@ export class PromptPassphrase implements PassphraseSource {
       mask: true,
     });
     return this.#last;
+  }
+
+  async forPin(token: string): Promise<string | undefined> {
+    let password;
+    try {
+      password = await loadPrompt();
+    } catch (err) {
+      // No terminal: the caller names every other way to give a PIN.
+      if (err instanceof NoPassphraseError) return undefined;
+      throw err;
+    }
+    return password({ message: `PIN for ${token}:`, mask: true });
   }
 }
 
