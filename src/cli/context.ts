@@ -13,6 +13,11 @@ export interface CliIO {
   env: NodeJS.ProcessEnv;
   /** Whether stderr is a terminal, for progress bars. */
   interactive: boolean;
+  /**
+   * Registers work for the end of the command, success or failure (closing
+   * token sessions); `run` sets it for each command it runs.
+   */
+  atEnd?: (close: () => Promise<void>) => void;
 }
 
 export const processIO: CliIO = {
@@ -49,7 +54,11 @@ export async function keyringFor(
       throw new BadInputError(`--keys ${dir}: no such folder`);
     }
   }
-  return Keyring.open(keyDirs(opts), passphrasesFor(opts, io));
+  const keyring = await Keyring.open(keyDirs(opts), passphrasesFor(opts, io), {
+    env: io.env,
+  });
+  io.atEnd?.(() => keyring.close());
+  return keyring;
 }
 
 /** The key folders given, or the default one. */

@@ -5,8 +5,8 @@
  */
 import type { Command } from 'commander';
 import { BadInputError } from '../errors.js';
-import { readKeyFile } from '../keys/keyfile.js';
 import { parseKeyType } from '../keys/keygen.js';
+import { readPublicKey } from '../keys/keyref.js';
 import { makeKeys, writeNewKeys, type NewKey } from '../keys/newkey.js';
 import { passphraseFromFile } from '../keys/passphrase.js';
 import type { KeyEdit } from '../repository/key-edit.js';
@@ -49,7 +49,7 @@ interface EditFlags {
 
 /** The public key a `--add-key` value names. */
 async function publicKeyOf(spec: string): Promise<Key> {
-  return (await readKeyFile(spec)).key;
+  return readPublicKey(spec);
 }
 
 function addEditOptions(cmd: Command, roles: string): Command {

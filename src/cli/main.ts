@@ -11,6 +11,7 @@ import { logger } from '../log.js';
 import { processIO, type CliIO } from './context.js';
 import { registerEvents } from './events.js';
 import { registerInit } from './init.js';
+import { registerKeys } from './keys.js';
 import { registerPublish } from './publish.js';
 import { registerSigning } from './signing.js';
 import { registerStatus } from './status.js';
@@ -68,6 +69,7 @@ export function buildProgram(io: CliIO): Command {
   registerPublish(program, io);
   registerEvents(program, io, targets);
   registerSigning(program, io);
+  registerKeys(program, io);
   registerStatus(program, io);
   registerVerify(program, io);
   for (const cmd of program.commands) {
@@ -88,7 +90,8 @@ export async function run(
     io.out(`${packageVersion()}\n`);
     return 0;
   }
-  const program = buildProgram(io);
+  const closers: (() => Promise<void>)[] = [];
+  const program = buildProgram({ ...io, atEnd: (fn) => closers.push(fn) });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -106,5 +109,7 @@ export async function run(
     io.err(`error: ${describeError(err)}\n`);
     log.error({ err }, 'command failed unexpectedly');
     return 1;
+  } finally {
+    for (const close of closers) await close();
   }
 }

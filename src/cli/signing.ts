@@ -1,7 +1,8 @@
 /** `tufota sign` and `tufota signing status|merge`. */
 import type { Command } from 'commander';
 import { BadInputError } from '../errors.js';
-import { readKeyFile } from '../keys/keyfile.js';
+import { openTokenSigner, readKeySpec } from '../keys/keyref.js';
+import { signFileWith } from '../repository/sign-file.js';
 import { Repository } from '../repository/repository.js';
 import {
   mergeSignatures,
@@ -30,7 +31,11 @@ export function registerSigning(program: Command, io: CliIO): void {
         'file (no repository, no network)',
     )
     .argument('<file>', 'metadata file, e.g. a copy of the staged root.json')
-    .requiredOption('--key <keyfile>', 'the tufota key file to sign with')
+    .requiredOption(
+      '--key <key>',
+      'the key to sign with: a tufota key file, a key reference file, or a ' +
+        'pkcs11: URI',
+    )
     .option('--force', 'sign even if the file expires soon by this clock')
     .action(
       async (
@@ -39,17 +44,34 @@ export function registerSigning(program: Command, io: CliIO): void {
         cmd: Command,
       ) => {
         const opts = cmd.optsWithGlobals<GlobalOptions>();
-        const keyFile = await readKeyFile(flags.key);
-        const md = await signFile(file, keyFile, passphrasesFor(opts, io), {
-          force: flags.force,
-        });
+        const spec = await readKeySpec(flags.key);
+        const passphrases = passphrasesFor(opts, io);
+        let keyid: string;
+        let md;
+        if (spec.kind === 'file') {
+          keyid = spec.file.key.keyID;
+          md = await signFile(file, spec.file, passphrases, {
+            force: flags.force,
+          });
+        } else {
+          const signer = await openTokenSigner(spec, {
+            env: io.env,
+            passphrases,
+          });
+          try {
+            keyid = signer.key.keyID;
+            md = await signFileWith(file, signer, { force: flags.force });
+          } finally {
+            signer.close();
+          }
+        }
         if (opts.json) {
-          printJson(io, { file, keyid: keyFile.key.keyID });
+          printJson(io, { file, keyid });
           return;
         }
         io.out(
           `signed ${md.signed.type} version ${md.signed.version} in ${file} ` +
-            `with key ${shortId(keyFile.key.keyID)}\n`,
+            `with key ${shortId(keyid)}\n`,
         );
       },
     );

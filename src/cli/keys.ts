@@ -1,0 +1,182 @@
+/**
+ * `tufota key generate|import|show`: keys on PKCS#11 hardware tokens, and
+ * the reference files that stand for them in a keys folder.
+ */
+import type { Command } from 'commander';
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { AlreadyExistsError, BadInputError } from '../errors.js';
+import { openKeyFile, readKeyFile } from '../keys/keyfile.js';
+import { parseKeyType } from '../keys/keygen.js';
+import { describeKeySpec, readKeySpec, writeKeyRef } from '../keys/keyref.js';
+import {
+  generateTokenKey,
+  importTokenKey,
+  readTokenPublicKey,
+  type TokenKey,
+} from '../keys/pkcs11.js';
+import { formatPkcs11Uri, idHex, parsePkcs11Uri } from '../keys/pkcs11-uri.js';
+import {
+  passphrasesFor,
+  printJson,
+  shortId,
+  type CliIO,
+  type GlobalOptions,
+} from './context.js';
+
+/** Refuses an --out that exists or whose folder does not, before any work. */
+async function checkOut(out: string): Promise<void> {
+  if (await stat(out).catch(() => undefined)) {
+    throw new AlreadyExistsError(`--out ${out} already exists; choose another`);
+  }
+  const dir = await stat(dirname(out)).catch(() => undefined);
+  if (!dir?.isDirectory()) {
+    throw new BadInputError(
+      `--out ${out}: folder ${dirname(out)} does not exist`,
+    );
+  }
+}
+
+function report(
+  io: CliIO,
+  opts: GlobalOptions,
+  verb: string,
+  placed: TokenKey,
+  out: string,
+): void {
+  const uri = formatPkcs11Uri(placed.uri);
+  if (opts.json) {
+    printJson(io, {
+      keyid: placed.key.keyID,
+      type: placed.type,
+      token: placed.token,
+      id: idHex(placed.uri.id),
+      object: placed.uri.object,
+      pkcs11: uri,
+      out,
+    });
+    return;
+  }
+  io.out(
+    `${verb} ${placed.type} key ${shortId(placed.key.keyID)} on ` +
+      `${placed.token}\n  ${uri}\nreference written to ${out}; name it in ` +
+      `"tufota root edit --add-key ROLE=${out}", or keep it in a keys folder ` +
+      'for publish to sign with\n',
+  );
+}
+
+interface PlaceFlags {
+  pkcs11: string;
+  label?: string;
+  out: string;
+}
+
+export function registerKeys(program: Command, io: CliIO): void {
+  const key = program
+    .command('key')
+    .description(
+      'keys on PKCS#11 hardware tokens (YubiKey, HSM, SoftHSM2): generate ' +
+        'or import one, and show where a key lives',
+    );
+
+  key
+    .command('generate')
+    .description(
+      'generate a key pair on a token (the private key cannot leave it) and ' +
+        'write a reference file, which holds no secret',
+    )
+    .requiredOption(
+      '--pkcs11 <uri>',
+      'token and key name, e.g. "pkcs11:token=T;object=root-1' +
+        '?module-path=/usr/lib/softhsm/libsofthsm2.so"',
+    )
+    .requiredOption(
+      '--type <type>',
+      'ed25519, ecdsa-sha2-nistp256 or rsassa-pss-sha256',
+    )
+    .option('--label <label>', 'the key label on the token (object=)')
+    .requiredOption('--out <file>', 'the reference file to write')
+    .action(async (flags: PlaceFlags & { type: string }, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      const type = parseKeyType(flags.type);
+      const uri = parsePkcs11Uri(flags.pkcs11);
+      await checkOut(flags.out);
+      const placed = await generateTokenKey(uri, type, {
+        env: io.env,
+        passphrases: passphrasesFor(opts, io),
+        label: flags.label,
+      });
+      await writeKeyRef(flags.out, placed.uri.object ?? '', placed);
+      report(io, opts, 'generated', placed, flags.out);
+    });
+
+  key
+    .command('import')
+    .description(
+      'copy the private key of a tufota key file onto a token and write a ' +
+        'reference file; the key file is left as it was',
+    )
+    .requiredOption('--pkcs11 <uri>', 'token and key name, as for generate')
+    .requiredOption('--from <keyfile>', 'the tufota key file to import')
+    .option('--label <label>', 'the key label on the token (object=)')
+    .requiredOption('--out <file>', 'the reference file to write')
+    .action(async (flags: PlaceFlags & { from: string }, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      const uri = parsePkcs11Uri(flags.pkcs11);
+      await checkOut(flags.out);
+      const file = await readKeyFile(flags.from);
+      const passphrases = passphrasesFor(opts, io);
+      const privateKey = await openKeyFile(
+        file,
+        passphrases,
+        `${file.label || 'key'} ${shortId(file.key.keyID)} (${file.path})`,
+      );
+      const placed = await importTokenKey(uri, privateKey, {
+        env: io.env,
+        passphrases,
+        label: flags.label ?? uri.object ?? (file.label || undefined),
+      });
+      await writeKeyRef(
+        flags.out,
+        file.label || (placed.uri.object ?? ''),
+        placed,
+      );
+      report(io, opts, 'imported', placed, flags.out);
+      if (!opts.json) {
+        io.out(
+          `${flags.from} still holds the key; destroy it once the token is ` +
+            'to be its only home\n',
+        );
+      }
+    });
+
+  key
+    .command('show')
+    .description("print a key's id, type and where it lives")
+    .argument('<key>', 'a key file, a key reference file, or a pkcs11: URI')
+    .action(async (spec: string, _flags: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      const read = await readKeySpec(spec);
+      const { key: publicKey, label } =
+        read.kind === 'file'
+          ? read.file
+          : read.kind === 'ref'
+            ? read.ref
+            : { ...readTokenPublicKey(read.uri, { env: io.env }), label: '' };
+      const where = describeKeySpec(read);
+      if (opts.json) {
+        printJson(io, {
+          keyid: publicKey.keyID,
+          scheme: publicKey.scheme,
+          label,
+          where,
+        });
+        return;
+      }
+      io.out(
+        `key ${publicKey.keyID}\n  type:  ${publicKey.scheme}\n` +
+          (label ? `  label: ${label}\n` : '') +
+          `  where: ${where}\n`,
+      );
+    });
+}
