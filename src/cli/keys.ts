@@ -9,12 +9,8 @@ import { AlreadyExistsError, BadInputError } from '../errors.js';
 import { openKeyFile, readKeyFile } from '../keys/keyfile.js';
 import { parseKeyType } from '../keys/keygen.js';
 import { describeKeySpec, readKeySpec, writeKeyRef } from '../keys/keyref.js';
-import {
-  generateTokenKey,
-  importTokenKey,
-  readTokenPublicKey,
-  type TokenKey,
-} from '../keys/pkcs11.js';
+import { readTokenPublicKey, type TokenKey } from '../keys/pkcs11.js';
+import { generateTokenKey, importTokenKey } from '../keys/pkcs11-place.js';
 import { formatPkcs11Uri, idHex, parsePkcs11Uri } from '../keys/pkcs11-uri.js';
 import {
   passphrasesFor,

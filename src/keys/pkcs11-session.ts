@@ -1,16 +1,10 @@
 /**
- * Sessions on PKCS#11 tokens through pkcs11js: loading a module once per
- * process, finding the one token a URI names, logging in with a PIN, and
- * turning the library's CKR_ codes into tufota errors. A PIN is never
- * logged, kept, or put in a message.
- *
- * A module is initialized once per process and finalized when its last
- * session closes: C_Initialize is process-wide, so two keys on one token
- * must share it, and login state is shared by every session on a token.
+ * Sessions on PKCS#11 tokens: finding the one token a URI names, logging
+ * in with a PIN, and turning the library's CKR_ codes into tufota errors.
+ * A PIN is never logged, kept, or put in a message. Login state is shared
+ * by every session this process has on a token.
  */
-import { readFileSync, realpathSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type * as Pkcs11js from 'pkcs11js';
+import { readFileSync } from 'node:fs';
 import type { PKCS11, Template } from 'pkcs11js';
 import {
   BadInputError,
@@ -21,9 +15,16 @@ import {
 } from '../errors.js';
 import { logger } from '../log.js';
 import type { PassphraseSource } from './passphrase.js';
+import {
+  acquireModule,
+  modulePathFor,
+  pkcs11Code,
+  pkcs11Lib,
+  releaseModule,
+  type LoadedModule,
+  type Pkcs11Lib,
+} from './pkcs11-module.js';
 import { formatPkcs11Uri, type Pkcs11Uri } from './pkcs11-uri.js';
-
-type Pkcs11Lib = typeof Pkcs11js;
 type Handle = Buffer;
 
 const log = logger.child({ module: 'keys/pkcs11' });
@@ -43,108 +44,6 @@ export interface TokenOptions {
   passphrases?: PassphraseSource;
 }
 
-let loadedLib: Pkcs11Lib | undefined;
-
-/** pkcs11js, loaded on first use so that file keys never need the addon. */
-function pkcs11Lib(): Pkcs11Lib {
-  if (!loadedLib) {
-    try {
-      loadedLib = createRequire(import.meta.url)('pkcs11js') as Pkcs11Lib;
-    } catch (err) {
-      throw new TokenError(
-        'the pkcs11js package is missing or its native addon was not built ' +
-          `(${describeError(err)}); run "npm install" where a C++ compiler ` +
-          'is at hand',
-        { cause: err },
-      );
-    }
-  }
-  return loadedLib;
-}
-
-interface LoadedModule {
-  path: string;
-  api: PKCS11;
-  sessions: number;
-  /** False when something else in this process initialized it first. */
-  ownsInit: boolean;
-}
-
-const modules = new Map<string, LoadedModule>();
-
-/** The module a URI uses: its module-path, else TUFOTA_PKCS11_MODULE. */
-export function modulePathFor(uri: Pkcs11Uri, env: NodeJS.ProcessEnv): string {
-  const path = uri.modulePath ?? env.TUFOTA_PKCS11_MODULE;
-  if (!path) {
-    throw new BadInputError(
-      `no PKCS#11 module for ${formatPkcs11Uri(uri)}: add ` +
-        'module-path=/path/to/module.so to the URI or set TUFOTA_PKCS11_MODULE ' +
-        '(SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)',
-    );
-  }
-  return path;
-}
-
-function pkcs11Code(err: unknown): string | undefined {
-  const message = (err as { message?: unknown }).message;
-  return typeof message === 'string' && /^CKR_\w+$/.test(message)
-    ? message
-    : undefined;
-}
-
-function acquireModule(path: string): LoadedModule {
-  let real: string;
-  try {
-    real = realpathSync(path);
-  } catch (err) {
-    throw new TokenError(`PKCS#11 module ${path} does not exist`, {
-      cause: err,
-    });
-  }
-  const known = modules.get(real);
-  if (known) {
-    known.sessions++;
-    return known;
-  }
-  const lib = pkcs11Lib();
-  const api = new lib.PKCS11();
-  try {
-    api.load(real);
-  } catch (err) {
-    throw new TokenError(
-      `cannot load PKCS#11 module ${path}: ${describeError(err)}`,
-      { cause: err },
-    );
-  }
-  let ownsInit = true;
-  try {
-    api.C_Initialize();
-  } catch (err) {
-    if (pkcs11Code(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') {
-      api.close();
-      throw new TokenError(
-        `PKCS#11 module ${path} failed to initialize: ${describeError(err)}`,
-        { cause: err },
-      );
-    }
-    ownsInit = false;
-  }
-  const loaded = { path: real, api, sessions: 1, ownsInit };
-  modules.set(real, loaded);
-  return loaded;
-}
-
-function releaseModule(loaded: LoadedModule): void {
-  if (--loaded.sessions > 0) return;
-  modules.delete(loaded.path);
-  try {
-    if (loaded.ownsInit) loaded.api.C_Finalize();
-    loaded.api.close();
-  } catch (err) {
-    // The work is done; a module that will not unload costs nothing more.
-    log.warn({ module: loaded.path, err: describeError(err) }, 'unload failed');
-  }
-}
 
 /** A CK_ULONG attribute value, as the platform wrote it. */
 export function ulong(value: Buffer): number {

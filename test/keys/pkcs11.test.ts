@@ -27,11 +27,10 @@ import {
 import { FixedPassphrase } from '../../src/keys/passphrase.js';
 import {
   Pkcs11Signer,
-  generateTokenKey,
-  importTokenKey,
   readTokenPublicKey,
   type TokenKey,
 } from '../../src/keys/pkcs11.js';
+import { generateTokenKey, importTokenKey } from '../../src/keys/pkcs11-place.js';
 import { parsePkcs11Uri } from '../../src/keys/pkcs11-uri.js';
 import { computeKeyId } from '../../src/tuf/canonical.js';
 import { SPEC_VERSION, addSignature } from '../../src/tuf/metadata.js';
