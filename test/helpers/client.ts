@@ -1,10 +1,12 @@
 /**
  * The real tuf-js client, set up as a device would be: a state folder that
- * holds only the root it was shipped with.
+ * holds only the root it was shipped with, and the device's own fetcher
+ * (client/update), so every test that follows a repository checks it too.
  */
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Updater } from 'tuf-js';
+import type { Updater } from 'tuf-js';
+import { createUpdater } from '../../client/update/updater.js';
 import { tempDir } from './fixtures.js';
 
 export interface TestClient {
@@ -38,7 +40,7 @@ export function reopen(
   targetDir: string,
   server: { metadataUrl: string; targetsUrl: string },
 ): Updater {
-  return new Updater({
+  return createUpdater({
     metadataDir,
     targetDir,
     metadataBaseUrl: server.metadataUrl,
