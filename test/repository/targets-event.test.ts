@@ -5,16 +5,11 @@
  * bin), and the real tuf-js client, holding 1.root.json, follows.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UnsignedMetadataError } from '../../src/errors.js';
-import { generatePrivateKey } from '../../src/keys/keygen.js';
-import { readKeyFile, writeKeyFile } from '../../src/keys/keyfile.js';
-import { Keyring } from '../../src/keys/keyring.js';
-import { FixedPassphrase } from '../../src/keys/passphrase.js';
 import { publish } from '../../src/repository/publish.js';
 import { Repository } from '../../src/repository/repository.js';
-import { mergeSignatures, signFile } from '../../src/repository/signing.js';
 import {
   editTargets,
   readStagedTargets,
@@ -22,71 +17,27 @@ import {
   type TargetsEdit,
 } from '../../src/repository/targets-event.js';
 import { newClient } from '../helpers/client.js';
+import { cleanupTempDirs, createTestRepo } from '../helpers/fixtures.js';
 import {
-  CHEAP_SCRYPT,
-  TEST_PASSPHRASE,
-  cleanupTempDirs,
-  createTestRepo,
-  type TestRepo,
-} from '../helpers/fixtures.js';
+  KeyBox,
+  collectSignatures,
+  serverKeyring,
+} from '../helpers/signing-events.js';
 import { serveRepository } from '../helpers/static-server.js';
-
-const passphrases = new FixedPassphrase(TEST_PASSPHRASE);
-
-async function keyFile(t: TestRepo, prefix: string): Promise<string> {
-  const name = (await readdir(t.keysDir)).find((n) => n.startsWith(prefix));
-  assert.ok(name, `key file ${prefix}`);
-  return join(t.keysDir, name);
-}
-
-/** The online keys, plus `extra` key files, as on the server. */
-async function serverKeyring(t: TestRepo, extra: string[] = []) {
-  const dir = join(t.base, 'server-keys');
-  await mkdir(dir, { recursive: true });
-  for (const name of await readdir(t.keysDir)) {
-    if (/^(releases|rollouts|snapshot|timestamp)-/.test(name)) {
-      await copyFile(join(t.keysDir, name), join(dir, name));
-    }
-  }
-  for (const path of extra) {
-    await copyFile(path, join(dir, `extra-${extra.indexOf(path)}.json`));
-  }
-  return Keyring.open(dir, passphrases);
-}
 
 /** Stages `edit`, has the named holders sign copies, merges them. */
 async function targetsEvent(
-  t: TestRepo,
+  keys: KeyBox,
   edit: TargetsEdit,
   signers: string[],
 ): Promise<void> {
-  const repo = await Repository.open(t.dir, { lock: true });
+  const repo = await Repository.open(keys.t.dir, { lock: true });
   try {
     await editTargets(repo, edit);
   } finally {
     await repo.close();
   }
-  const staged = stagedTargetsPath(repo.layout);
-  const copies = [];
-  for (const [i, path] of signers.entries()) {
-    const copy = join(t.base, `targets-copy-${i}.json`);
-    await copyFile(staged, copy);
-    await signFile(copy, await readKeyFile(path), passphrases);
-    copies.push(copy);
-  }
-  if (copies.length > 0) await mergeSignatures([staged, ...copies]);
-}
-
-async function newKey(t: TestRepo, name: string): Promise<string> {
-  const path = join(t.base, `${name}.json`);
-  await writeKeyFile(
-    path,
-    name,
-    generatePrivateKey('ed25519'),
-    TEST_PASSPHRASE,
-    CHEAP_SCRYPT,
-  );
-  return path;
+  await collectSignatures(keys, stagedTargetsPath(repo.layout), signers);
 }
 
 describe('targets signing events', () => {
@@ -94,32 +45,31 @@ describe('targets signing events', () => {
 
   it('rotates the releases key: bins follow, and a client updates', async () => {
     const t = await createTestRepo({ bins: 16 });
+    const keys = new KeyBox(t);
     const source = join(t.base, 'fw.img');
     await writeFile(source, 'before rotation');
     let repo = await Repository.open(t.dir, {
       lock: true,
-      keyring: await serverKeyring(t),
+      keyring: await serverKeyring(keys),
     });
     await repo.addTargets([{ source, path: 'images/fw-1.img' }]);
     await publish(repo);
     await repo.close();
 
-    const oldKey = (await readKeyFile(await keyFile(t, 'releases-'))).key;
-    const fresh = await newKey(t, 'releases-new');
     await targetsEvent(
-      t,
+      keys,
       {
-        removeKeys: [{ role: 'releases', keyid: oldKey.keyID }],
-        addKeys: [{ role: 'releases', key: (await readKeyFile(fresh)).key }],
+        removeKeys: [{ role: 'releases', keyid: await keys.id('releases-1') }],
+        addKeys: [{ role: 'releases', key: await keys.key('new-rel') }],
       },
-      [await keyFile(t, 'targets-1')],
+      ['targets-1'],
     );
 
     // The server has the new releases key and still the old one: only the
     // new one may sign from now on.
     repo = await Repository.open(t.dir, {
       lock: true,
-      keyring: await serverKeyring(t, [fresh]),
+      keyring: await serverKeyring(keys, ['new-rel']),
     });
     const result = await publish(repo);
     assert.equal(result.versions.targets, 2);
@@ -129,7 +79,7 @@ describe('targets signing events', () => {
       16,
       'every bin re-signed',
     );
-    const freshId = (await readKeyFile(fresh)).key.keyID;
+    const freshId = await keys.id('new-rel');
     const releases = (await repo.publishedTargets('releases')).signed;
     for (const bin of Object.values(releases.delegations?.roles ?? {})) {
       assert.deepEqual(bin.keyIDs, [freshId]);
@@ -157,11 +107,11 @@ describe('targets signing events', () => {
   });
 
   it('renews targets with no change, signed offline', async () => {
-    const t = await createTestRepo();
-    await targetsEvent(t, {}, [await keyFile(t, 'targets-2')]);
-    const repo = await Repository.open(t.dir, {
+    const keys = new KeyBox(await createTestRepo());
+    await targetsEvent(keys, {}, ['targets-2']);
+    const repo = await Repository.open(keys.t.dir, {
       lock: true,
-      keyring: await serverKeyring(t),
+      keyring: await serverKeyring(keys),
     });
     try {
       const result = await publish(repo);
@@ -176,11 +126,11 @@ describe('targets signing events', () => {
   });
 
   it('refuses a staged targets role below threshold, naming the keys', async () => {
-    const t = await createTestRepo();
-    await targetsEvent(t, { thresholds: { rollouts: 1 } }, []);
-    const repo = await Repository.open(t.dir, {
+    const keys = new KeyBox(await createTestRepo());
+    await targetsEvent(keys, { thresholds: { rollouts: 1 } }, []);
+    const repo = await Repository.open(keys.t.dir, {
       lock: true,
-      keyring: await serverKeyring(t),
+      keyring: await serverKeyring(keys),
     });
     try {
       await assert.rejects(
@@ -197,10 +147,10 @@ describe('targets signing events', () => {
   });
 
   it('refuses an edit that leaves a role with no keys', async () => {
-    const t = await createTestRepo();
-    const repo = await Repository.open(t.dir, { lock: true });
+    const keys = new KeyBox(await createTestRepo());
+    const repo = await Repository.open(keys.t.dir, { lock: true });
     try {
-      const id = (await readKeyFile(await keyFile(t, 'rollouts-'))).key.keyID;
+      const id = await keys.id('rollouts-1');
       await assert.rejects(
         editTargets(repo, { removeKeys: [{ role: 'rollouts', keyid: id }] }),
         /rollouts: would be left with no keys/,
