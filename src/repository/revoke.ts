@@ -6,6 +6,7 @@
  * a rekeyed role that owns hashed bins takes every bin with it.
  */
 import { BadInputError, NotFoundError, describeError } from '../errors.js';
+import { publicIdentity } from '../tuf/metadata.js';
 import type { Key, Metadata, Root, Targets } from '../tuf/models.js';
 import { TARGETS } from '../tuf/roles.js';
 import type { KeyEdit } from './key-edit.js';
@@ -65,6 +66,19 @@ export async function planRevocation(
     );
   }
   const keyid = ids[0];
+  // Re-adding the revoked key (or its public key under another id) would
+  // stage a "revocation" that still trusts it.
+  const revoked = root.keys[keyid] ?? delegationKeys[keyid];
+  if (
+    replacement &&
+    (replacement.keyID === keyid ||
+      publicIdentity(replacement) === publicIdentity(revoked))
+  ) {
+    throw new BadInputError(
+      `the replacement for ${keyid.slice(0, 8)} is that same key; give a ` +
+        'new key',
+    );
+  }
   const topLevel = holders(root.roles, keyid);
   const delegated = holders(targets.delegations?.roles ?? {}, keyid);
   if (replacement && topLevel.length + delegated.length > 1) {
@@ -81,9 +95,13 @@ export async function planRevocation(
       : [],
   });
   const explain = (err: unknown): never => {
+    // A replacement is suggested only when none was given: when one was,
+    // the problem may be the replacement itself.
+    const hint = replacement
+      ? ''
+      : '; give a replacement with --replace-with or --generate';
     throw new BadInputError(
-      `revoking ${keyid.slice(0, 8)}: ${describeError(err)}; give a ` +
-        'replacement with --replace-with or --generate',
+      `revoking ${keyid.slice(0, 8)}: ${describeError(err)}${hint}`,
       { cause: err },
     );
   };
