@@ -1,133 +1,105 @@
 /**
- * Root signing events as a table: each case stages root edits, has key
- * holders sign copies with `signFile` (as `tufota sign` does on their own
- * machines), merges them, publishes with only the online keys at hand, and
- * ends with the real tuf-js client, holding only 1.root.json, updating to
- * the newest repository. Refusals must leave the published root as it was.
+ * Key rotations as one table of cases run through one loop. A case is a
+ * list of steps: signing events for root or targets, a revocation, a
+ * release, or an attack. Signing events are staged, signed by key holders
+ * on copies (`signFile`, as `tufota sign`), merged, and published by a
+ * server holding only online keys. A device that has followed from the
+ * start refreshes after every publication; each case ends with a release
+ * that both that device and a new client holding only 1.root.json find.
+ *
+ * Attacks play a server that lies: a role forged with a key that a
+ * rotation or revocation took away must be refused, and the same forgery
+ * before it shows what the rotation protects. A fast-forward attack with
+ * the online keys freezes the device until those keys rotate (TUF
+ * specification 5.3.11: the new keys make the forged versions untrusted).
  */
 import assert from 'node:assert/strict';
-import {
-  copyFile,
-  mkdir,
-  readFile,
-  readdir,
-  writeFile,
-} from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UnsignedMetadataError } from '../../src/errors.js';
-import { generatePrivateKey } from '../../src/keys/keygen.js';
-import { readKeyFile, writeKeyFile } from '../../src/keys/keyfile.js';
-import { Keyring } from '../../src/keys/keyring.js';
-import { FixedPassphrase } from '../../src/keys/passphrase.js';
+import type { InitOptions } from '../../src/repository/init.js';
 import { publish } from '../../src/repository/publish.js';
 import { Repository } from '../../src/repository/repository.js';
+import { planRevocation } from '../../src/repository/revoke.js';
 import {
   editRoot,
-  mergeSignatures,
-  readStagedRoot,
-  signFile,
+  stageMetadata,
   stagedRootPath,
   type RootEdit,
 } from '../../src/repository/signing.js';
-import { newClient } from '../helpers/client.js';
 import {
-  CHEAP_SCRYPT,
-  TEST_PASSPHRASE,
+  editTargets,
+  stagedTargetsPath,
+  type TargetsEdit,
+} from '../../src/repository/targets-event.js';
+import { MetadataKind } from '../../src/tuf/models.js';
+import { newClient, reopen, type TestClient } from '../helpers/client.js';
+import {
   cleanupTempDirs,
   createTestRepo,
   type TestRepo,
 } from '../helpers/fixtures.js';
-import { serveRepository } from '../helpers/static-server.js';
+import { readMetadataJson, signJson } from '../helpers/forge.js';
+import {
+  KeyBox,
+  collectSignatures,
+  serverKeyring,
+} from '../helpers/signing-events.js';
+import {
+  serveRepository,
+  type StaticServer,
+} from '../helpers/static-server.js';
 
-const passphrases = new FixedPassphrase(TEST_PASSPHRASE);
-
-/** One signing event: edits staged, then signed by the named key files. */
-interface Step {
-  edit: (keys: KeyBox) => Promise<RootEdit>;
-  /** Key file names (see KeyBox) that sign the staged root. */
-  signers: string[];
-}
-
-/** Key files by name: `root-1`.. from init, `new-N` made on demand. */
-class KeyBox {
-  constructor(
-    readonly t: TestRepo,
-    readonly extra: string,
-  ) {}
-
-  async path(name: string): Promise<string> {
-    if (name.startsWith('new-')) {
-      const path = join(this.extra, `${name}.json`);
-      const existing = await readdir(this.extra);
-      if (!existing.includes(`${name}.json`)) {
-        await writeKeyFile(
-          path,
-          name,
-          generatePrivateKey('ed25519'),
-          TEST_PASSPHRASE,
-          CHEAP_SCRYPT,
-        );
-      }
-      return path;
+/** Key file names are those of KeyBox: `root-1`.., `new-NAME`. */
+type Step =
+  /** A root signing event: `edit` staged, signed by `signers`. */
+  | {
+      kind: 'root';
+      edit: (k: KeyBox) => Promise<RootEdit>;
+      signers: string[];
     }
-    const file = (await readdir(this.t.keysDir)).find((n) =>
-      n.startsWith(`${name}-`),
-    );
-    assert.ok(file, `key file ${name}`);
-    return join(this.t.keysDir, file);
-  }
-
-  async key(name: string) {
-    return (await readKeyFile(await this.path(name))).key;
-  }
-
-  async id(name: string): Promise<string> {
-    return (await this.key(name)).keyID;
-  }
-}
-
-/** A keyring with only the online keys, as on the server. */
-async function onlineKeyring(t: TestRepo): Promise<Keyring> {
-  const dir = join(t.base, 'online-keys');
-  await mkdir(dir, { recursive: true });
-  for (const name of await readdir(t.keysDir)) {
-    if (/^(releases|rollouts|snapshot|timestamp)-/.test(name)) {
-      await copyFile(join(t.keysDir, name), join(dir, name));
+  /** A targets signing event. */
+  | {
+      kind: 'targets';
+      edit: (k: KeyBox) => Promise<TargetsEdit>;
+      signers: string[];
     }
-  }
-  return Keyring.open(dir, passphrases);
-}
+  /** `planRevocation` of `key`, which must name `roles`. */
+  | {
+      kind: 'revoke';
+      key: string;
+      roles: string[];
+      signers: { root: string[]; targets: string[] };
+    }
+  /** A new target, published with the online keys. */
+  | { kind: 'release'; path: string }
+  /**
+   * The server serves, in place of the published version of `role` (by
+   * default the role that lists `path`), a copy listing other content
+   * for `path`, signed by `signer` alone; a new client must take it or
+   * refuse as `expect` says.
+   */
+  | {
+      kind: 'forged-targets';
+      path: string;
+      role?: string;
+      signer: string;
+      expect: 'accepted' | RegExp;
+    }
+  /**
+   * The server serves snapshot and timestamp at `version`, signed by the
+   * current online keys; the device takes them and is then frozen, as the
+   * real versions are lower.
+   */
+  | { kind: 'fast-forward'; version: number };
 
-async function signingEvent(t: TestRepo, keys: KeyBox, step: Step) {
-  let repo = await Repository.open(t.dir, { lock: true });
-  try {
-    await editRoot(repo, await step.edit(keys));
-  } finally {
-    await repo.close();
-  }
-  // Each holder signs a copy on their own machine; the copies come back.
-  const staged = stagedRootPath(repo.layout);
-  const copies: string[] = [];
-  for (const [i, signer] of step.signers.entries()) {
-    const copy = join(t.base, `copy-${i}.json`);
-    await copyFile(staged, copy);
-    await signFile(
-      copy,
-      await readKeyFile(await keys.path(signer)),
-      passphrases,
-    );
-    copies.push(copy);
-  }
-  if (copies.length > 0) await mergeSignatures([staged, ...copies]);
-  repo = await Repository.open(t.dir, {
-    lock: true,
-    keyring: await onlineKeyring(t),
-  });
-  try {
-    return await publish(repo);
-  } finally {
-    await repo.close();
-  }
+interface Case {
+  name: string;
+  init?: Partial<InitOptions>;
+  /** New keys the server holds besides those of init. */
+  server?: string[];
+  steps: Step[];
+  rootVersion: number;
 }
 
 /** Every root key of a new repository out, the named new ones in. */
@@ -147,6 +119,7 @@ async function replaceRootKeys(k: KeyBox, names: string[]): Promise<RootEdit> {
 
 const rotateOne = (n: number): Step => ({
   // Replaces one root key by a new one; two old keys sign, with the new.
+  kind: 'root',
   edit: async (k) => ({
     removeKeys: [
       { role: 'root', keyid: await k.id(n === 0 ? 'root-3' : `new-${n - 1}`) },
@@ -156,30 +129,53 @@ const rotateOne = (n: number): Step => ({
   signers: ['root-1', 'root-2', `new-${n}`],
 });
 
-const CASES: { name: string; steps: Step[]; rootVersion: number }[] = [
+const rootThreshold = (threshold: number, signers: string[]): Step => ({
+  kind: 'root',
+  edit: () => Promise.resolve({ thresholds: { root: threshold } }),
+  signers,
+});
+
+/** Timestamp and snapshot keys replaced by `new-ts` and `new-snap`. */
+const rotateOnlineKeys: Step = {
+  kind: 'root',
+  edit: async (k) => ({
+    removeKeys: [
+      { role: 'timestamp', keyid: await k.id('timestamp-1') },
+      { role: 'snapshot', keyid: await k.id('snapshot-1') },
+    ],
+    addKeys: [
+      { role: 'timestamp', key: await k.key('new-ts') },
+      { role: 'snapshot', key: await k.key('new-snap') },
+    ],
+  }),
+  signers: ['root-1', 'root-2'],
+};
+
+/** tuf-js's words for a role signed by none of the keys it trusts. */
+const UNTRUSTED_SIGNER = /Unable to load targets .* was signed by 0\/1 keys/;
+
+const CASES: Case[] = [
   {
     name: 'five successive rotations of one root key',
     steps: [0, 1, 2, 3, 4].map(rotateOne),
     rootVersion: 6,
   },
   {
-    name: 'threshold 2 to 3 and back to 2',
+    name: 'root threshold 1 to 2 to 3 and back to 2 and 1',
+    init: { thresholds: { root: 1 } },
     steps: [
-      {
-        edit: () => Promise.resolve({ thresholds: { root: 3 } }),
-        signers: ['root-1', 'root-2', 'root-3'],
-      },
-      {
-        edit: () => Promise.resolve({ thresholds: { root: 2 } }),
-        signers: ['root-1', 'root-2', 'root-3'],
-      },
+      rootThreshold(2, ['root-1', 'root-2']),
+      rootThreshold(3, ['root-1', 'root-2', 'root-3']),
+      rootThreshold(2, ['root-1', 'root-2', 'root-3']),
+      rootThreshold(1, ['root-1', 'root-2']),
     ],
-    rootVersion: 3,
+    rootVersion: 5,
   },
   {
     name: 'all root keys replaced at once',
     steps: [
       {
+        kind: 'root',
         edit: (k) => replaceRootKeys(k, ['new-a', 'new-b', 'new-c']),
         signers: ['root-1', 'root-2', 'new-a', 'new-b'],
       },
@@ -188,234 +184,309 @@ const CASES: { name: string; steps: Step[]; rootVersion: number }[] = [
   },
   {
     name: 'timestamp and snapshot keys rotated (online keys then re-sign)',
+    server: ['new-ts', 'new-snap'],
+    steps: [rotateOnlineKeys],
+    rootVersion: 2,
+  },
+  {
+    name:
+      'online keys rotated in one publish after a fast-forward attack ' +
+      'with the old ones',
+    server: ['new-ts', 'new-snap'],
+    steps: [{ kind: 'fast-forward', version: 1000 }, rotateOnlineKeys],
+    rootVersion: 2,
+  },
+  {
+    name: 'a compromised targets key revoked',
     steps: [
       {
-        edit: async (k) => ({
-          removeKeys: [
-            { role: 'timestamp', keyid: await k.id('timestamp-1') },
-            { role: 'snapshot', keyid: await k.id('snapshot-1') },
-          ],
-          addKeys: [
-            { role: 'timestamp', key: await k.key('new-ts') },
-            { role: 'snapshot', key: await k.key('new-snap') },
-          ],
-        }),
-        signers: ['root-1', 'root-2'],
+        kind: 'forged-targets',
+        role: 'targets',
+        path: 'images/fw.img',
+        signer: 'targets-1',
+        expect: 'accepted',
+      },
+      {
+        kind: 'revoke',
+        key: 'targets-1',
+        roles: ['targets'],
+        signers: { root: ['root-1', 'root-2'], targets: ['targets-2'] },
+      },
+      {
+        kind: 'forged-targets',
+        role: 'targets',
+        path: 'images/fw.img',
+        signer: 'targets-1',
+        expect: UNTRUSTED_SIGNER,
       },
     ],
     rootVersion: 2,
   },
+  {
+    name: 'the releases key rotated by a targets signing event, with bins',
+    init: { bins: 16 },
+    server: ['new-rel'],
+    steps: [
+      { kind: 'release', path: 'images/fw-1.img' },
+      {
+        kind: 'forged-targets',
+        path: 'images/fw-1.img',
+        signer: 'releases-1',
+        expect: 'accepted',
+      },
+      {
+        kind: 'targets',
+        edit: async (k) => ({
+          removeKeys: [{ role: 'releases', keyid: await k.id('releases-1') }],
+          addKeys: [{ role: 'releases', key: await k.key('new-rel') }],
+        }),
+        signers: ['targets-1'],
+      },
+      {
+        kind: 'forged-targets',
+        path: 'images/fw-1.img',
+        signer: 'releases-1',
+        expect: UNTRUSTED_SIGNER,
+      },
+    ],
+    rootVersion: 1,
+  },
 ];
 
-describe('root signing events', () => {
+/** What one case works with. */
+interface Run {
+  t: TestRepo;
+  keys: KeyBox;
+  c: Case;
+  server: StaticServer;
+  device: TestClient;
+  released: string[];
+}
+
+async function openWriter(run: Run): Promise<Repository> {
+  return Repository.open(run.t.dir, {
+    lock: true,
+    keyring: await serverKeyring(run.keys, run.c.server),
+  });
+}
+
+async function publishNow(run: Run): Promise<void> {
+  const repo = await openWriter(run);
+  try {
+    await publish(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
+/** The device restarts and refreshes, as after a reboot. */
+function refreshDevice(run: Run): Promise<void> {
+  const { metadataDir, targetDir } = run.device;
+  return reopen(metadataDir, targetDir, run.server).refresh();
+}
+
+async function release(run: Run, path: string): Promise<void> {
+  const source = join(run.t.base, 'release.img');
+  await writeFile(source, `release ${path}`);
+  const repo = await openWriter(run);
+  try {
+    await repo.addTargets([{ source, path }]);
+    await publish(repo);
+  } finally {
+    await repo.close();
+  }
+  run.released.push(path);
+}
+
+type SigningStep = Step & { kind: 'root' | 'targets' | 'revoke' };
+
+/** Stages what `step` changes: each staged file, with who signs it. */
+async function stage(
+  run: Run,
+  step: SigningStep,
+): Promise<{ path: string; signers: string[] }[]> {
+  const repo = await Repository.open(run.t.dir, { lock: true });
+  try {
+    switch (step.kind) {
+      case 'root':
+        await editRoot(repo, await step.edit(run.keys));
+        return [{ path: stagedRootPath(repo.layout), signers: step.signers }];
+      case 'targets':
+        await editTargets(repo, await step.edit(run.keys));
+        return [
+          { path: stagedTargetsPath(repo.layout), signers: step.signers },
+        ];
+      case 'revoke': {
+        const plan = await planRevocation(repo, await run.keys.id(step.key));
+        assert.deepEqual(plan.roles, step.roles);
+        const staged = [];
+        for (const role of ['root', 'targets'] as const) {
+          const md = plan[role];
+          if (!md) continue;
+          await stageMetadata(plan.paths[role], md);
+          staged.push({ path: plan.paths[role], signers: step.signers[role] });
+        }
+        return staged;
+      }
+    }
+  } finally {
+    await repo.close();
+  }
+}
+
+const sha256 = (bytes: Buffer) =>
+  createHash('sha256').update(bytes).digest('hex');
+
+async function forgeTargets(
+  run: Run,
+  step: Step & { kind: 'forged-targets' },
+): Promise<void> {
+  const repo = await Repository.open(run.t.dir);
+  const role = step.role ?? (await repo.ownerOf(step.path));
+  const version = repo.publishedVersion(role);
+  const file = `${version}.${role}.json`;
+  const json = await readMetadataJson(join(run.t.dir, 'metadata', file));
+  const evil = Buffer.from('not what the release team signed');
+  const entries = json.signed.targets as Record<string, unknown>;
+  entries[step.path] = {
+    length: evil.length,
+    hashes: { sha256: sha256(evil) },
+  };
+  const forged = await signJson(json, MetadataKind.Targets, [
+    await run.keys.path(step.signer),
+  ]);
+  run.server.tamper = (p, found) =>
+    p === `/metadata/${file}` ? forged : found;
+  try {
+    // A new client: the device already holds the real version.
+    const client = await newClient(run.t.dir, run.server);
+    const lookup = client.updater.getTargetInfo(step.path);
+    if (step.expect === 'accepted') {
+      assert.equal((await lookup)?.length, evil.length, 'forgery taken');
+    } else {
+      await assert.rejects(lookup, step.expect);
+    }
+  } finally {
+    run.server.tamper = undefined;
+  }
+}
+
+async function fastForward(run: Run, version: number): Promise<void> {
+  const metadata = join(run.t.dir, 'metadata');
+  const repo = await Repository.open(run.t.dir);
+  const snapshot = await readMetadataJson(
+    join(metadata, `${repo.snapshot.signed.version}.snapshot.json`),
+  );
+  snapshot.signed.version = version;
+  // Every role's version too, or a new timestamp key alone would do.
+  for (const meta of Object.values(
+    snapshot.signed.meta as Record<string, { version: number }>,
+  )) {
+    meta.version = version;
+  }
+  const snapshotBytes = await signJson(snapshot, MetadataKind.Snapshot, [
+    await run.keys.path('snapshot-1'),
+  ]);
+  const timestamp = await readMetadataJson(join(metadata, 'timestamp.json'));
+  timestamp.signed.version = version;
+  timestamp.signed.meta = {
+    'snapshot.json': {
+      version,
+      length: snapshotBytes.length,
+      hashes: { sha256: sha256(snapshotBytes) },
+    },
+  };
+  const timestampBytes = await signJson(timestamp, MetadataKind.Timestamp, [
+    await run.keys.path('timestamp-1'),
+  ]);
+  run.server.tamper = (p, found) =>
+    p === '/metadata/timestamp.json'
+      ? timestampBytes
+      : p === `/metadata/${version}.snapshot.json`
+        ? snapshotBytes
+        : found;
+  try {
+    // The forged versions are kept before the missing targets stop it.
+    await assert.rejects(refreshDevice(run), /Unable to load targets/);
+  } finally {
+    run.server.tamper = undefined;
+  }
+  for (const role of ['timestamp', 'snapshot']) {
+    const held = await readMetadataJson(
+      join(run.device.metadataDir, `${role}.json`),
+    );
+    assert.equal(held.signed.version, version, `the device holds ${role}`);
+  }
+  await assert.rejects(
+    refreshDevice(run),
+    /timestamp version \d+ is less than current version 1000/,
+    'the device is frozen on the forged versions',
+  );
+}
+
+/** Runs one step; true when it published. */
+async function runStep(run: Run, step: Step): Promise<boolean> {
+  switch (step.kind) {
+    case 'root':
+    case 'targets':
+    case 'revoke':
+      for (const { path, signers } of await stage(run, step)) {
+        await collectSignatures(run.keys, path, signers);
+      }
+      await publishNow(run);
+      return true;
+    case 'release':
+      await release(run, step.path);
+      return true;
+    case 'forged-targets':
+      await forgeTargets(run, step);
+      return false;
+    case 'fast-forward':
+      await fastForward(run, step.version);
+      return false;
+  }
+}
+
+describe('key rotations', () => {
   after(cleanupTempDirs);
 
   for (const c of CASES) {
-    it(`${c.name}: a client holding 1.root.json updates`, async () => {
-      const t = await createTestRepo();
-      const extra = join(t.base, 'new-keys');
-      await mkdir(extra);
-      const keys = new KeyBox(t, extra);
-      // Rotated online keys must be on the server for the re-signing.
-      const online = join(t.base, 'online-keys');
-      await mkdir(online, { recursive: true });
-      for (const step of c.steps) {
-        for (const name of ['new-ts', 'new-snap']) {
-          const path = await keys.path(name);
-          await copyFile(path, join(online, `timestamp-${name}.json`));
-        }
-        const result = await signingEvent(t, keys, step);
-        assert.ok(result.versions.root, 'a new root was published');
-      }
-      const source = join(t.base, 'fw.img');
-      await writeFile(source, 'after rotation');
-      const repo = await Repository.open(t.dir, {
-        lock: true,
-        keyring: await onlineKeyring(t),
-      });
-      await repo.addTargets([{ source, path: 'images/fw.img' }]);
-      await publish(repo);
-      assert.equal(repo.root.signed.version, c.rootVersion);
-      await repo.close();
-
+    it(`${c.name}: a device and a client holding 1.root.json follow`, async () => {
+      const t = await createTestRepo(c.init);
       const server = await serveRepository(t.dir);
       try {
+        const device = await newClient(t.dir, server);
+        await device.updater.refresh();
+        const run: Run = {
+          t,
+          keys: new KeyBox(t),
+          c,
+          server,
+          device,
+          released: [],
+        };
+        for (const step of c.steps) {
+          if (await runStep(run, step)) await refreshDevice(run);
+        }
+        await release(run, 'images/fw.img');
+
+        const repo = await Repository.open(t.dir);
+        assert.equal(repo.root.signed.version, c.rootVersion);
         const client = await newClient(t.dir, server);
-        const info = await client.updater.getTargetInfo('images/fw.img');
-        assert.ok(info, 'the client finds the target after the rotations');
-        assert.ok(
-          server.requests.includes(`/metadata/${c.rootVersion}.root.json`),
-        );
+        const restarted = reopen(device.metadataDir, device.targetDir, server);
+        for (const updater of [client.updater, restarted]) {
+          for (const path of run.released) {
+            assert.ok(await updater.getTargetInfo(path), path);
+          }
+        }
+        if (c.rootVersion > 1) {
+          assert.ok(
+            server.requests.includes(`/metadata/${c.rootVersion}.root.json`),
+          );
+        }
       } finally {
         await server.close();
       }
     });
   }
-
-  const REFUSED: { name: string; signers: string[]; error: RegExp }[] = [
-    {
-      name: 'signed only by the new keys',
-      signers: ['new-x', 'new-y'],
-      error: /root v2 by the keys of root v1 has 0 of 2 required signatures/,
-    },
-    {
-      name: 'signed only by the old keys',
-      signers: ['root-1', 'root-2'],
-      error: /root v2 by its own keys has 0 of 3 required signatures/,
-    },
-  ];
-  for (const r of REFUSED) {
-    it(`refuses a new root ${r.name}, naming the missing keys`, async () => {
-      const t = await createTestRepo();
-      const extra = join(t.base, 'new-keys');
-      await mkdir(extra);
-      const keys = new KeyBox(t, extra);
-      await assert.rejects(
-        signingEvent(t, keys, {
-          // Every old key out, three new ones in with a threshold of 3.
-          edit: async (k) => ({
-            ...(await replaceRootKeys(k, ['new-x', 'new-y', 'new-z'])),
-            thresholds: { root: 3 },
-          }),
-          signers: r.signers,
-        }),
-        (err: unknown) =>
-          err instanceof UnsignedMetadataError && r.error.test(err.message),
-      );
-      const repo = await Repository.open(t.dir);
-      assert.equal(repo.root.signed.version, 1, 'root unchanged');
-      assert.ok(await readStagedRoot(repo.layout), 'the staged root is kept');
-    });
-  }
-
-  it('refuses a staged root that skips a version number', async () => {
-    const t = await createTestRepo();
-    let repo = await Repository.open(t.dir, { lock: true });
-    const staged = await editRoot(repo, { thresholds: { root: 2 } });
-    await repo.close();
-    const json = staged.toJSON() as { signed: { version: number } };
-    json.signed.version = 3;
-    await writeFile(stagedRootPath(repo.layout), JSON.stringify(json));
-    repo = await t.open();
-    try {
-      await assert.rejects(
-        publish(repo),
-        /must be version 2, with no number skipped/,
-      );
-    } finally {
-      await repo.close();
-    }
-  });
-});
-
-describe('a staged root edited by hand or left behind', () => {
-  after(cleanupTempDirs);
-
-  const EDITS: {
-    name: string;
-    edit: (signed: Record<string, unknown>) => void;
-    error: RegExp;
-  }[] = [
-    {
-      name: 'expires in the past',
-      edit: (s) => {
-        s.expires = '2020-01-01T00:00:00Z';
-      },
-      error: /the staged root expired at 2020-01-01T00:00:00Z/,
-    },
-    {
-      name: 'turns consistent snapshots off',
-      edit: (s) => {
-        s.consistent_snapshot = false;
-      },
-      error: /turns consistent snapshots off/,
-    },
-    {
-      name: 'adds a role',
-      edit: (s) => {
-        (s.roles as Record<string, unknown>).mirror = {
-          keyids: [],
-          threshold: 1,
-        };
-      },
-      error: /not exactly the four top-level ones/,
-    },
-    {
-      name: 'lists a root key again under another id',
-      edit: (s) => {
-        const keys = s.keys as Record<string, Record<string, unknown>>;
-        const roles = s.roles as Record<string, { keyids: string[] }>;
-        const first = roles.root.keyids[0];
-        keys['d'.repeat(64)] = { ...keys[first], x_twin: true };
-        roles.root.keyids.push('d'.repeat(64));
-      },
-      error: /lists one public key under two ids/,
-    },
-  ];
-  for (const e of EDITS) {
-    it(`refuses one that ${e.name}, with every root key at hand`, async () => {
-      const t = await createTestRepo();
-      let repo = await Repository.open(t.dir, { lock: true });
-      await editRoot(repo, { thresholds: { root: 2 } });
-      await repo.close();
-      const path = stagedRootPath(repo.layout);
-      const json = JSON.parse(await readFile(path, 'utf8')) as {
-        signed: Record<string, unknown>;
-      };
-      e.edit(json.signed);
-      await writeFile(path, JSON.stringify(json));
-      repo = await t.open(); // its keyring holds all three root keys
-      try {
-        await assert.rejects(publish(repo), e.error);
-        assert.equal(repo.root.signed.version, 1);
-      } finally {
-        await repo.close();
-      }
-    });
-  }
-
-  it('refuses to add a root key that is already there under another id', async () => {
-    const t = await createTestRepo();
-    const keys = new KeyBox(t, t.keysDir);
-    const original = await keys.key('root-1');
-    const { Key } = await import('../../src/tuf/models.js');
-    const twin = new Key({
-      keyID: 'e'.repeat(64),
-      keyType: original.keyType,
-      scheme: original.scheme,
-      keyVal: original.keyVal,
-      unrecognizedFields: { x_twin: true },
-    });
-    const repo = await Repository.open(t.dir, { lock: true });
-    try {
-      await assert.rejects(
-        editRoot(repo, { addKeys: [{ role: 'root', key: twin }] }),
-        /is the same public key as .*under another id/,
-      );
-    } finally {
-      await repo.close();
-    }
-  });
-
-  it('drops a staged root that a killed publish already published', async () => {
-    const t = await createTestRepo();
-    let repo = await Repository.open(t.dir, { lock: true });
-    await editRoot(repo, { thresholds: { root: 3 } });
-    await repo.close();
-    const path = stagedRootPath(repo.layout);
-    const leftOver = join(t.base, 'staged-copy.json');
-    repo = await t.open();
-    try {
-      await copyFile(path, leftOver);
-      await publish(repo);
-      // As if the process died before removing the staged file.
-      const published = await readFile(join(t.dir, 'metadata', '2.root.json'));
-      await writeFile(path, published);
-      const next = await publish(repo, { resign: ['timestamp'] });
-      assert.equal(next.versions.timestamp, 3);
-      assert.equal(await readStagedRoot(repo.layout), undefined);
-    } finally {
-      await repo.close();
-    }
-  });
 });
