@@ -1,14 +1,14 @@
 /** `tufota sign` and `tufota signing status|merge`. */
 import type { Command } from 'commander';
-import { BadInputError } from '../errors.js';
+import { BadInputError, NotARepositoryError } from '../errors.js';
 import { openTokenSigner, readKeySpec } from '../keys/keyref.js';
-import { signFileWith } from '../repository/sign-file.js';
 import { Repository } from '../repository/repository.js';
 import {
   mergeSignatures,
   readStagedRoot,
   rootSigningStatus,
   signFile,
+  signFileWith,
 } from '../repository/signing.js';
 import {
   readStagedTargets,
@@ -152,11 +152,28 @@ export function registerSigning(program: Command, io: CliIO): void {
       if (files.length < 2) {
         throw new BadInputError('give the staged file and at least one copy');
       }
-      const md = await mergeSignatures(files);
+      // Where the repository is at hand, its published root's keys settle
+      // copies that disagree on a key the staged file no longer lists.
+      const known = await Repository.open(opts.dir).then(
+        (repo) => Object.values(repo.root.signed.keys),
+        (err: unknown) => {
+          if (err instanceof NotARepositoryError) return [];
+          throw err;
+        },
+      );
+      const { md, undecided } = await mergeSignatures(files, known);
+      for (const keyid of undecided) {
+        io.err(
+          `warning: the copies carry different signatures by key ` +
+            `${shortId(keyid)}, which nothing here lists; kept the one in ` +
+            `${files[0]} (publish refuses it if it is bad)\n`,
+        );
+      }
       if (opts.json) {
         printJson(io, {
           file: files[0],
           signatures: Object.keys(md.signatures),
+          undecided,
         });
         return;
       }

@@ -35,10 +35,11 @@ import {
   signedToJSON,
   verifyRole,
   type AnySigned,
+  type SigningKey,
   type RoleKeys,
   type VerificationResult,
 } from '../tuf/metadata.js';
-import { Metadata, MetadataKind, Role, Root } from '../tuf/models.js';
+import { Metadata, MetadataKind, Role, Root, type Key } from '../tuf/models.js';
 import { ROOT, TOP_LEVEL_ROLES } from '../tuf/roles.js';
 import { writeFileAtomic } from './atomic.js';
 import { applyKeyEdit, keyTableProblem, type KeyEdit } from './key-edit.js';
@@ -257,14 +258,13 @@ export interface SignFileOptions {
 }
 
 /**
- * Adds one signature to a metadata file with one key file: what a key
- * holder runs on an air-gapped machine holding only these two files.
+ * Reads a file to sign and checks it by this machine's clock: a file that
+ * expires in the past or within its refresh window means the clock or the
+ * file is wrong, and signing it anyway takes `force`.
  */
-export async function signFile(
+async function readForSigning(
   path: string,
-  keyFile: KeyFile,
-  passphrases: PassphraseSource,
-  options: SignFileOptions = {},
+  options: SignFileOptions,
 ): Promise<Metadata<AnySigned>> {
   const md = await readAnyMetadata(path);
   const now = options.now ?? new Date();
@@ -278,6 +278,32 @@ export async function signFile(
         'or sign anyway with --force',
     );
   }
+  return md;
+}
+
+async function writeSigned(
+  path: string,
+  md: Metadata<AnySigned>,
+  signer: SigningKey,
+): Promise<Metadata<AnySigned>> {
+  await addSignature(md, signer);
+  // Through a link, the signature goes to the file it points at.
+  await writeFileAtomic(await realpath(path), serializeMetadata(md));
+  return md;
+}
+
+/**
+ * Adds one signature to a metadata file with one key file: what a key
+ * holder runs on an air-gapped machine holding only these two files. The
+ * clock is checked before any passphrase is asked for.
+ */
+export async function signFile(
+  path: string,
+  keyFile: KeyFile,
+  passphrases: PassphraseSource,
+  options: SignFileOptions = {},
+): Promise<Metadata<AnySigned>> {
+  const md = await readForSigning(path, options);
   const label = `${keyFile.label || 'key'} ${keyFile.key.keyID.slice(0, 8)}`;
   let lastError: unknown;
   for (let attempt = 0; ; attempt++) {
@@ -291,27 +317,55 @@ export async function signFile(
       lastError = err;
       continue;
     }
-    await addSignature(md, signer);
-    // Through a link, the signature goes to the file it points at.
-    await writeFileAtomic(await realpath(path), serializeMetadata(md));
-    return md;
+    return writeSigned(path, md, signer);
   }
   throw lastError instanceof BadPassphraseError
     ? lastError
     : new BadPassphraseError(`no passphrase opened ${keyFile.path}`);
 }
 
+/** `signFile` with a key that is already a signer (a hardware token). */
+export async function signFileWith(
+  path: string,
+  signer: SigningKey,
+  options: SignFileOptions = {},
+): Promise<Metadata<AnySigned>> {
+  return writeSigned(path, await readForSigning(path, options), signer);
+}
+
+/** The key `keyid` as the signed content itself lists it (root only). */
+function keyNamedIn(signed: AnySigned, keyid: string): Key | undefined {
+  if (signed.type !== MetadataKind.Root) return undefined;
+  const keys = signed.keys;
+  return Object.hasOwn(keys, keyid) ? keys[keyid] : undefined;
+}
+
+export interface MergeResult {
+  md: Metadata<AnySigned>;
+  /**
+   * Key ids whose copies carry different signatures that could not be
+   * checked here (a key neither the file nor `knownKeys` lists): the first
+   * file's signature was kept, and publish will say if it is bad.
+   */
+  undecided: string[];
+}
+
 /**
  * Merges the signatures of copies of one staged file into the first. The
- * copies must carry the very same signed content.
+ * copies must carry the very same signed content. `knownKeys` (say, the
+ * published root's) settle copies that disagree on a key the file itself
+ * does not list.
  */
 export async function mergeSignatures(
   paths: readonly string[],
-): Promise<Metadata<AnySigned>> {
+  knownKeys: readonly Key[] = [],
+): Promise<MergeResult> {
   if (paths.length < 2) {
     throw new BadInputError('signing merge needs two or more files');
   }
   const [first, ...others] = await Promise.all(paths.map(readAnyMetadata));
+  const known = new Map(knownKeys.map((k) => [k.keyID, k]));
+  const undecided: string[] = [];
   const content = canonicalBytes(signedToJSON(first.signed));
   others.forEach((md, i) => {
     if (!canonicalBytes(signedToJSON(md.signed)).equals(content)) {
@@ -321,9 +375,36 @@ export async function mergeSignatures(
       );
     }
     for (const [keyid, sig] of Object.entries(md.signatures)) {
-      first.signatures[keyid] ??= sig;
+      const held = first.signatures[keyid];
+      if (!held || held.sig === sig.sig) {
+        first.signatures[keyid] = sig;
+        continue;
+      }
+      // Two copies disagree on one key's signature: one was damaged or
+      // tampered with, or the key signed twice (ECDSA and RSA-PSS
+      // signatures differ each time). Keep one the key verifies.
+      const key = keyNamedIn(first.signed, keyid) ?? known.get(keyid);
+      if (!key) {
+        undecided.push(keyid);
+        continue;
+      }
+      const valid = (candidate: typeof sig) =>
+        verifyRole(
+          'merge',
+          new Metadata(first.signed, { [keyid]: candidate }),
+          { keys: [key], threshold: 1 },
+        ).verified;
+      if (valid(held)) continue;
+      if (!valid(sig)) {
+        throw new BadInputError(
+          `${paths[0]} and ${paths[i + 1]} carry different signatures by ` +
+            `key ${keyid}, and neither verifies; have that holder sign a ` +
+            'fresh copy',
+        );
+      }
+      first.signatures[keyid] = sig;
     }
   });
   await writeFileAtomic(paths[0], serializeMetadata(first));
-  return first;
+  return { md: first, undecided };
 }
