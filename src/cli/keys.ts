@@ -1,12 +1,14 @@
 /**
- * `tufota key generate|import|show`: keys on PKCS#11 hardware tokens, and
- * the reference files that stand for them in a keys folder.
+ * `tufota key generate|import|show`: single key files, keys on PKCS#11
+ * hardware tokens, and the reference files that stand for those in a keys
+ * folder.
  */
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AlreadyExistsError, BadInputError } from '../errors.js';
-import { openKeyFile, readKeyFile } from '../keys/keyfile.js';
+import { openKeyFile, readKeyFile, writeKeyFile } from '../keys/keyfile.js';
+import { makeKeys } from '../keys/newkey.js';
 import { parseKeyType } from '../keys/keygen.js';
 import { describeKeySpec, readKeySpec, writeKeyRef } from '../keys/keyref.js';
 import { readTokenPublicKey, type TokenKey } from '../keys/pkcs11.js';
@@ -71,40 +73,72 @@ export function registerKeys(program: Command, io: CliIO): void {
   const key = program
     .command('key')
     .description(
-      'keys on PKCS#11 hardware tokens (YubiKey, HSM, SoftHSM2): generate ' +
-        'or import one, and show where a key lives',
+      'make a key file or a key on a PKCS#11 hardware token (YubiKey, HSM, ' +
+        'SoftHSM2), import a key file onto a token, show where a key lives',
     );
 
   key
     .command('generate')
     .description(
-      'generate a key pair on a token (the private key cannot leave it) and ' +
-        'write a reference file, which holds no secret',
+      'generate a key: with --pkcs11, a key pair on a token (the private key ' +
+        'cannot leave it) and a reference file, which holds no secret; ' +
+        'without, an encrypted key file, e.g. for a new key holder to make ' +
+        'on their own air-gapped machine',
     )
-    .requiredOption(
+    .option(
       '--pkcs11 <uri>',
       'token and key name, e.g. "pkcs11:token=T;object=root-1' +
         '?module-path=/usr/lib/softhsm/libsofthsm2.so"',
     )
-    .requiredOption(
+    .option(
       '--type <type>',
       'ed25519, ecdsa-sha2-nistp256 or rsassa-pss-sha256',
+      'ed25519',
     )
-    .option('--label <label>', 'the key label on the token (object=)')
-    .requiredOption('--out <file>', 'the reference file to write')
-    .action(async (flags: PlaceFlags & { type: string }, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<GlobalOptions>();
-      const type = parseKeyType(flags.type);
-      const uri = parsePkcs11Uri(flags.pkcs11);
-      await checkOut(flags.out);
-      const placed = await generateTokenKey(uri, type, {
-        env: io.env,
-        passphrases: passphrasesFor(opts, io),
-        label: flags.label,
-      });
-      await writeKeyRef(flags.out, placed.uri.object ?? '', placed);
-      report(io, opts, 'generated', placed, flags.out);
-    });
+    .option('--label <label>', 'the key label (on a token: object=)')
+    .requiredOption(
+      '--out <file>',
+      'the key file, or with --pkcs11 the reference file, to write',
+    )
+    .action(
+      async (
+        flags: Omit<PlaceFlags, 'pkcs11'> & { pkcs11?: string; type: string },
+        cmd: Command,
+      ) => {
+        const opts = cmd.optsWithGlobals<GlobalOptions>();
+        const type = parseKeyType(flags.type);
+        await checkOut(flags.out);
+        if (!flags.pkcs11) {
+          const [made] = makeKeys([flags.label ?? 'key'], type);
+          const passphrase = await passphrasesFor(opts, io).forNewKeys();
+          const file = await writeKeyFile(
+            flags.out,
+            flags.label ?? '',
+            made.privateKey,
+            passphrase,
+          );
+          if (opts.json) {
+            printJson(io, { keyid: file.key.keyID, type, out: flags.out });
+            return;
+          }
+          io.out(
+            `generated ${type} key ${file.key.keyID} in ${flags.out}\n` +
+              'Read the key id aloud or write it down; give the file (its ' +
+              'public half is all that is needed) to whoever stages ' +
+              `"tufota root edit --add-key ROLE=${flags.out}"\n`,
+          );
+          return;
+        }
+        const uri = parsePkcs11Uri(flags.pkcs11);
+        const placed = await generateTokenKey(uri, type, {
+          env: io.env,
+          passphrases: passphrasesFor(opts, io),
+          label: flags.label,
+        });
+        await writeKeyRef(flags.out, placed.uri.object ?? '', placed);
+        report(io, opts, 'generated', placed, flags.out);
+      },
+    );
 
   key
     .command('import')
