@@ -155,6 +155,11 @@ export class Keyring {
     this.#files.set(file.key.keyID, file);
   }
 
+  /** Adds a token key by its reference file. */
+  addRef(ref: KeyRef): void {
+    this.#refs.set(ref.key.keyID, ref);
+  }
+
   /**
    * Signers for whichever of `keyids` this keyring holds. The first key
    * that no passphrase opens fails the whole call; see `trySignersFor` to

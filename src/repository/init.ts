@@ -25,7 +25,8 @@ import {
   type KeyType,
 } from '../keys/keygen.js';
 import type { DEFAULT_SCRYPT } from '../keys/keyfile.js';
-import { readKeyFile, writeKeyFile, type KeyFile } from '../keys/keyfile.js';
+import { writeKeyFile } from '../keys/keyfile.js';
+import { readKeySpec, type KeySpec } from '../keys/keyref.js';
 import { Keyring } from '../keys/keyring.js';
 import type { PassphraseSource } from '../keys/passphrase.js';
 import {
@@ -166,7 +167,7 @@ export async function initRepository(
   const counts = { ...DEFAULT_KEY_COUNTS, ...options.keyCounts };
   const thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
   const existing: Partial<Record<KeyedRole, Key[]>> = {};
-  const existingFiles: KeyFile[] = [];
+  const existingSpecs: Exclude<KeySpec, { kind: 'uri' }>[] = [];
   // A key serves one role: an online timestamp key that also counted toward
   // root's threshold would let whoever takes the server sign a new root.
   const roleOfKey = new Map<string, KeyedRole>();
@@ -174,9 +175,16 @@ export async function initRepository(
     const files = options.existingKeys?.[role] ?? [];
     const keys: Key[] = [];
     for (const file of files) {
-      const keyFile = await readKeyFile(file);
-      const key = keyFile.key;
-      existingFiles.push(keyFile);
+      // A key file, or the reference file of a key on a hardware token.
+      const spec = await readKeySpec(file);
+      if (spec.kind === 'uri') {
+        throw new BadInputError(
+          `--use-key ${role}=${file}: give the reference file that ` +
+            '"tufota key generate --pkcs11" wrote, not a URI',
+        );
+      }
+      const key = spec.kind === 'file' ? spec.file.key : spec.ref.key;
+      existingSpecs.push(spec);
       if (keys.some((k) => k.keyID === key.keyID)) {
         throw new BadInputError(
           `key ${key.keyID.slice(0, 8)} (${file}) is given twice for ${role}`,
@@ -230,194 +238,207 @@ export async function initRepository(
   }
 
   const keyring = await Keyring.open(options.keysDir, options.passphrases);
-  // Existing keys sign version 1 too when their passphrase is at hand.
-  for (const file of existingFiles) keyring.addFile(file);
-
-  // New keys stay in memory until every role is signed: a run that fails
-  // (an existing key that will not open, a threshold not met) leaves no
-  // key files behind.
-  const newKeys: {
-    path: string;
-    label: string;
-    privateKey: KeyObject;
-    online: boolean;
-  }[] = [];
-  const created: CreatedKey[] = [];
-  const roleKeys = {} as Record<KeyedRole, Key[]>;
-  for (const role of KEYED_ROLES) {
-    const keys = [...(existing[role] ?? [])];
-    for (const key of keys) {
-      created.push({ role, keyid: key.keyID, keyType: key.scheme });
+  try {
+    // Existing keys sign version 1 too when their passphrase is at hand.
+    for (const spec of existingSpecs) {
+      if (spec.kind === 'file') keyring.addFile(spec.file);
+      else keyring.addRef(spec.ref);
     }
-    const type = options.keyTypes?.[role] ?? 'ed25519';
-    while (keys.length < counts[role]) {
-      const privateKey = generatePrivateKey(type);
-      const signer = new InMemorySigner(privateKey);
-      const path = join(
-        options.keysDir,
-        `${role}-${keys.length + 1}-${signer.key.keyID.slice(0, 8)}.json`,
-      );
-      newKeys.push({
-        path,
-        label: `${role} key ${keys.length + 1}`,
-        privateKey,
-        online: ONLINE_ROLES.includes(role),
+
+    // New keys stay in memory until every role is signed: a run that fails
+    // (an existing key that will not open, a threshold not met) leaves no
+    // key files behind.
+    const newKeys: {
+      path: string;
+      label: string;
+      privateKey: KeyObject;
+      online: boolean;
+    }[] = [];
+    const created: CreatedKey[] = [];
+    const roleKeys = {} as Record<KeyedRole, Key[]>;
+    for (const role of KEYED_ROLES) {
+      const keys = [...(existing[role] ?? [])];
+      for (const key of keys) {
+        created.push({ role, keyid: key.keyID, keyType: key.scheme });
+      }
+      const type = options.keyTypes?.[role] ?? 'ed25519';
+      while (keys.length < counts[role]) {
+        const privateKey = generatePrivateKey(type);
+        const signer = new InMemorySigner(privateKey);
+        const path = join(
+          options.keysDir,
+          `${role}-${keys.length + 1}-${signer.key.keyID.slice(0, 8)}.json`,
+        );
+        newKeys.push({
+          path,
+          label: `${role} key ${keys.length + 1}`,
+          privateKey,
+          online: ONLINE_ROLES.includes(role),
+        });
+        keyring.addSigner(signer);
+        keys.push(signer.key);
+        created.push({ role, keyid: signer.key.keyID, keyType: type, path });
+      }
+      roleKeys[role] = keys;
+    }
+    // Asked for only when there are new keys to seal (an init that uses only
+    // existing keys needs none), and before any key is unlocked for signing.
+    const passphrase =
+      newKeys.length > 0 ? await options.passphrases.forNewKeys() : '';
+    // The server needs the online keys' passphrase at hand; it must not open
+    // the offline keys too.
+    const onlinePassphrase =
+      options.onlinePassphrases && newKeys.some((k) => k.online)
+        ? await options.onlinePassphrases.forNewKeys()
+        : passphrase;
+
+    const expires = (role: string) =>
+      expiresAt(now, expiry[expiryKeyFor(role)].period);
+    const keyMap = (keys: Key[]) =>
+      Object.fromEntries(keys.map((k) => [k.keyID, k]));
+    const roleOf = (role: KeyedRole) =>
+      new Role({
+        keyIDs: roleKeys[role].map((k) => k.keyID),
+        threshold: thresholds[role],
       });
-      keyring.addSigner(signer);
-      keys.push(signer.key);
-      created.push({ role, keyid: signer.key.keyID, keyType: type, path });
-    }
-    roleKeys[role] = keys;
-  }
-  // Asked for only when there are new keys to seal (an init that uses only
-  // existing keys needs none), and before any key is unlocked for signing.
-  const passphrase =
-    newKeys.length > 0 ? await options.passphrases.forNewKeys() : '';
-  // The server needs the online keys' passphrase at hand; it must not open
-  // the offline keys too.
-  const onlinePassphrase =
-    options.onlinePassphrases && newKeys.some((k) => k.online)
-      ? await options.onlinePassphrases.forNewKeys()
-      : passphrase;
 
-  const expires = (role: string) =>
-    expiresAt(now, expiry[expiryKeyFor(role)].period);
-  const keyMap = (keys: Key[]) =>
-    Object.fromEntries(keys.map((k) => [k.keyID, k]));
-  const roleOf = (role: KeyedRole) =>
-    new Role({
-      keyIDs: roleKeys[role].map((k) => k.keyID),
-      threshold: thresholds[role],
-    });
-
-  const root = new Metadata(
-    new Root({
-      version: 1,
-      specVersion: SPEC_VERSION,
-      expires: expires(ROOT),
-      consistentSnapshot: true,
-      keys: keyMap(
-        KEYED_ROLES.filter(isTopLevelRole).flatMap((r) => roleKeys[r]),
-      ),
-      roles: {
-        root: roleOf(ROOT),
-        targets: roleOf(TARGETS),
-        snapshot: roleOf(SNAPSHOT),
-        timestamp: roleOf(TIMESTAMP),
-      },
-    }),
-  );
-
-  const delegated = (role: KeyedRole) =>
-    new DelegatedRole({
-      name: role,
-      keyIDs: roleKeys[role].map((k) => k.keyID),
-      threshold: thresholds[role],
-      terminating: true,
-      paths: DELEGATED_PATHS[role],
-    });
-  const targetsRoles = new Map<string, Metadata<Targets>>();
-  const newTargets = (role: string, delegations?: Delegations) =>
-    new Metadata(
-      new Targets({
+    const root = new Metadata(
+      new Root({
         version: 1,
         specVersion: SPEC_VERSION,
-        expires: expires(role),
-        delegations,
+        expires: expires(ROOT),
+        consistentSnapshot: true,
+        keys: keyMap(
+          KEYED_ROLES.filter(isTopLevelRole).flatMap((r) => roleKeys[r]),
+        ),
+        roles: {
+          root: roleOf(ROOT),
+          targets: roleOf(TARGETS),
+          snapshot: roleOf(SNAPSHOT),
+          timestamp: roleOf(TIMESTAMP),
+        },
       }),
     );
-  targetsRoles.set(
-    TARGETS,
-    newTargets(
-      TARGETS,
-      new Delegations({
-        keys: keyMap([...roleKeys.releases, ...roleKeys.rollouts]),
-        roles: { releases: delegated(RELEASES), rollouts: delegated(ROLLOUTS) },
-      }),
-    ),
-  );
 
-  let releaseDelegations: Delegations | undefined;
-  if (bins) {
-    // Bins are signed by the releases keys: one team owns all images, and
-    // bins exist only to keep each signed file small.
-    const roles: Record<string, DelegatedRole> = {};
-    for (let i = 0; i < bins.count; i++) {
-      const name = binName(bins, i);
-      roles[name] = new DelegatedRole({
-        name,
-        keyIDs: roleKeys.releases.map((k) => k.keyID),
-        threshold: thresholds.releases,
+    const delegated = (role: KeyedRole) =>
+      new DelegatedRole({
+        name: role,
+        keyIDs: roleKeys[role].map((k) => k.keyID),
+        threshold: thresholds[role],
         terminating: true,
-        pathHashPrefixes: binPrefixes(bins, i),
+        paths: DELEGATED_PATHS[role],
       });
-      targetsRoles.set(name, newTargets(name));
-    }
-    releaseDelegations = new Delegations({
-      keys: keyMap(roleKeys.releases),
-      roles,
-    });
-  }
-  targetsRoles.set(RELEASES, newTargets(RELEASES, releaseDelegations));
-  targetsRoles.set(ROLLOUTS, newTargets(ROLLOUTS));
-
-  const rootTrust = {
-    keys: roleKeys.root,
-    threshold: thresholds.root,
-  };
-  await signWithThresholds(ROOT, root, keyring, [rootTrust]);
-  const trustOf = (role: KeyedRole) => ({
-    keys: roleKeys[role],
-    threshold: thresholds[role],
-  });
-  for (const [role, md] of targetsRoles) {
-    const owner: KeyedRole = isKeyedRole(role) ? role : RELEASES;
-    await signWithThresholds(role, md, keyring, [trustOf(owner)]);
-  }
-
-  const snapshot = new Metadata(
-    new Snapshot({
-      version: 1,
-      specVersion: SPEC_VERSION,
-      expires: expires(SNAPSHOT),
-      meta: Object.fromEntries(
-        [...targetsRoles.keys()].map((r) => [
-          `${r}.json`,
-          new MetaFile({ version: 1 }),
-        ]),
+    const targetsRoles = new Map<string, Metadata<Targets>>();
+    const newTargets = (role: string, delegations?: Delegations) =>
+      new Metadata(
+        new Targets({
+          version: 1,
+          specVersion: SPEC_VERSION,
+          expires: expires(role),
+          delegations,
+        }),
+      );
+    targetsRoles.set(
+      TARGETS,
+      newTargets(
+        TARGETS,
+        new Delegations({
+          keys: keyMap([...roleKeys.releases, ...roleKeys.rollouts]),
+          roles: {
+            releases: delegated(RELEASES),
+            rollouts: delegated(ROLLOUTS),
+          },
+        }),
       ),
-    }),
-  );
-  await signWithThresholds(SNAPSHOT, snapshot, keyring, [trustOf(SNAPSHOT)]);
-  const timestamp = new Metadata(
-    new Timestamp({
-      version: 1,
-      specVersion: SPEC_VERSION,
-      expires: expires(TIMESTAMP),
-      snapshotMeta: snapshotMetaFor(snapshot),
-    }),
-  );
-  await signWithThresholds(TIMESTAMP, timestamp, keyring, [trustOf(TIMESTAMP)]);
-
-  await mkdir(options.keysDir, { recursive: true, mode: 0o700 });
-  for (const key of newKeys) {
-    await writeKeyFile(
-      key.path,
-      key.label,
-      key.privateKey,
-      key.online ? onlinePassphrase : passphrase,
-      options.scrypt,
     );
+
+    let releaseDelegations: Delegations | undefined;
+    if (bins) {
+      // Bins are signed by the releases keys: one team owns all images, and
+      // bins exist only to keep each signed file small.
+      const roles: Record<string, DelegatedRole> = {};
+      for (let i = 0; i < bins.count; i++) {
+        const name = binName(bins, i);
+        roles[name] = new DelegatedRole({
+          name,
+          keyIDs: roleKeys.releases.map((k) => k.keyID),
+          threshold: thresholds.releases,
+          terminating: true,
+          pathHashPrefixes: binPrefixes(bins, i),
+        });
+        targetsRoles.set(name, newTargets(name));
+      }
+      releaseDelegations = new Delegations({
+        keys: keyMap(roleKeys.releases),
+        roles,
+      });
+    }
+    targetsRoles.set(RELEASES, newTargets(RELEASES, releaseDelegations));
+    targetsRoles.set(ROLLOUTS, newTargets(ROLLOUTS));
+
+    const rootTrust = {
+      keys: roleKeys.root,
+      threshold: thresholds.root,
+    };
+    await signWithThresholds(ROOT, root, keyring, [rootTrust]);
+    const trustOf = (role: KeyedRole) => ({
+      keys: roleKeys[role],
+      threshold: thresholds[role],
+    });
+    for (const [role, md] of targetsRoles) {
+      const owner: KeyedRole = isKeyedRole(role) ? role : RELEASES;
+      await signWithThresholds(role, md, keyring, [trustOf(owner)]);
+    }
+
+    const snapshot = new Metadata(
+      new Snapshot({
+        version: 1,
+        specVersion: SPEC_VERSION,
+        expires: expires(SNAPSHOT),
+        meta: Object.fromEntries(
+          [...targetsRoles.keys()].map((r) => [
+            `${r}.json`,
+            new MetaFile({ version: 1 }),
+          ]),
+        ),
+      }),
+    );
+    await signWithThresholds(SNAPSHOT, snapshot, keyring, [trustOf(SNAPSHOT)]);
+    const timestamp = new Metadata(
+      new Timestamp({
+        version: 1,
+        specVersion: SPEC_VERSION,
+        expires: expires(TIMESTAMP),
+        snapshotMeta: snapshotMetaFor(snapshot),
+      }),
+    );
+    await signWithThresholds(TIMESTAMP, timestamp, keyring, [
+      trustOf(TIMESTAMP),
+    ]);
+
+    await mkdir(options.keysDir, { recursive: true, mode: 0o700 });
+    for (const key of newKeys) {
+      await writeKeyFile(
+        key.path,
+        key.label,
+        key.privateKey,
+        key.online ? onlinePassphrase : passphrase,
+        options.scrypt,
+      );
+    }
+    await mkdir(layout.state, { recursive: true });
+    await mkdir(layout.targets, { recursive: true });
+    await writePublication(
+      layout,
+      { root, targets: targetsRoles, snapshot, timestamp },
+      1,
+    );
+    // The settings file marks the folder as a repository; it goes last so a
+    // run cut short can simply be run again.
+    await writeConfig(layout, { expiry, bins });
+    return { layout, keys: created, bins };
+  } finally {
+    // Token sessions the existing keys opened end with the run.
+    await keyring.close();
   }
-  await mkdir(layout.state, { recursive: true });
-  await mkdir(layout.targets, { recursive: true });
-  await writePublication(
-    layout,
-    { root, targets: targetsRoles, snapshot, timestamp },
-    1,
-  );
-  // The settings file marks the folder as a repository; it goes last so a
-  // run cut short can simply be run again.
-  await writeConfig(layout, { expiry, bins });
-  return { layout, keys: created, bins };
 }

@@ -177,6 +177,51 @@ describe('tufota key, with keys on a PKCS#11 token (SoftHSM2)', function () {
     }
   });
 
+  describe('init with a root key on the token', () => {
+    it('signs root v1 with it and publishes, through its reference file', async () => {
+      const dir = await tempDir('tufota-cli-init-token-');
+      const ref = join(dir, 'root-token.json');
+      const made = await cliJson<KeyJson>([
+        'key',
+        'generate',
+        '--pkcs11',
+        token.uri('object=init-root'),
+        '--type',
+        'ecdsa-sha2-nistp256',
+        '--out',
+        ref,
+      ]);
+      const at = ['--dir', join(dir, 'repo'), '--keys', join(dir, 'keys')];
+      // Root 1 of 2: the token key alone must be able to sign version 1,
+      // and the generated file key too.
+      await cliOk([
+        ...at,
+        'init',
+        '--key-count',
+        'root=2',
+        '--threshold',
+        'root=2',
+        '--use-key',
+        `root=${ref}`,
+      ]);
+      const root = await readSigned(
+        join(dir, 'repo', 'metadata', '1.root.json'),
+      );
+      assert.ok(root.signed.roles.root.keyids.includes(made.keyid));
+      assert.ok(root.signatures.some((sig) => sig.keyid === made.keyid));
+      assert.match(await cliOk([...at, 'verify']), /^OK: root v1/m);
+
+      const uri = await runCli([
+        ...at.map((a) => a.replace('/repo', '/repo2')),
+        'init',
+        '--use-key',
+        `root=${token.uri('object=init-root')}`,
+      ]);
+      assert.notEqual(uri.code, 0);
+      assert.match(uri.err, /give the reference file/);
+    });
+  });
+
   describe('a rotation onto token keys (the issue)', () => {
     it('replaces the root and targets keys with token keys, signs by token, publishes, and tuf-js follows', async () => {
       const dir = join(base, 'rotation');
