@@ -8,10 +8,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Updater } from 'tuf-js';
 import { run } from '../src/cli/main.js';
 import type { CliIO } from '../src/cli/context.js';
 import { serveRepository } from '../src/server/static-server.js';
+import { createUpdater } from '../client/update/updater.js';
 
 export interface StepResult {
   title: string;
@@ -146,7 +146,7 @@ export async function runJourney(
       await readFile(join(paths.repo, 'metadata', '1.root.json')),
     );
     const updater = () =>
-      new Updater({
+      createUpdater({
         metadataDir: join(device, 'metadata'),
         targetDir: join(device, 'downloads'),
         metadataBaseUrl: server.metadataUrl,
