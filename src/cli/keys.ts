@@ -9,8 +9,15 @@ import { dirname } from 'node:path';
 import { AlreadyExistsError, BadInputError } from '../errors.js';
 import { openKeyFile, readKeyFile, writeKeyFile } from '../keys/keyfile.js';
 import { makeKeys } from '../keys/newkey.js';
+import { writePublicKeyFile } from '../keys/public-file.js';
 import { parseKeyType } from '../keys/keygen.js';
-import { describeKeySpec, readKeySpec, writeKeyRef } from '../keys/keyref.js';
+import {
+  describeKeySpec,
+  readKeySpec,
+  writeKeyRef,
+  type KeySpec,
+} from '../keys/keyref.js';
+import type { Key } from '../tuf/models.js';
 import { readTokenPublicKey, type TokenKey } from '../keys/pkcs11.js';
 import { generateTokenKey, importTokenKey } from '../keys/pkcs11-place.js';
 import { formatPkcs11Uri, idHex, parsePkcs11Uri } from '../keys/pkcs11-uri.js';
@@ -33,6 +40,13 @@ async function checkOut(out: string): Promise<void> {
       `--out ${out}: folder ${dirname(out)} does not exist`,
     );
   }
+}
+
+/** A key's public half and label, wherever it lives. */
+function publicHalf(read: KeySpec, io: CliIO): { key: Key; label: string } {
+  if (read.kind === 'file') return read.file;
+  if (read.kind === 'ref') return read.ref;
+  return { key: readTokenPublicKey(read.uri, { env: io.env }).key, label: '' };
 }
 
 function report(
@@ -187,12 +201,7 @@ export function registerKeys(program: Command, io: CliIO): void {
     .action(async (spec: string, _flags: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions>();
       const read = await readKeySpec(spec);
-      const { key: publicKey, label } =
-        read.kind === 'file'
-          ? read.file
-          : read.kind === 'ref'
-            ? read.ref
-            : { ...readTokenPublicKey(read.uri, { env: io.env }), label: '' };
+      const { key: publicKey, label } = publicHalf(read, io);
       const where = describeKeySpec(read);
       if (opts.json) {
         printJson(io, {
@@ -207,6 +216,30 @@ export function registerKeys(program: Command, io: CliIO): void {
         `key ${publicKey.keyID}\n  type:  ${publicKey.scheme}\n` +
           (label ? `  label: ${label}\n` : '') +
           `  where: ${where}\n`,
+      );
+    });
+
+  key
+    .command('public')
+    .description(
+      'write the public half of a key to a file of its own, to carry to ' +
+        'whoever stages the edit that adds it; no secret goes with it',
+    )
+    .argument('<key>', 'a key file, a key reference file, or a pkcs11: URI')
+    .requiredOption('--out <file>', 'the public key file to write')
+    .action(async (spec: string, flags: { out: string }, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      await checkOut(flags.out);
+      const read = await readKeySpec(spec);
+      const { key: publicKey, label } = publicHalf(read, io);
+      await writePublicKeyFile(flags.out, label, publicKey);
+      if (opts.json) {
+        printJson(io, { keyid: publicKey.keyID, out: flags.out });
+        return;
+      }
+      io.out(
+        `public key ${publicKey.keyID} written to ${flags.out}; stage it ` +
+          `with "--add-key ROLE=${flags.out}"\n`,
       );
     });
 }

@@ -22,34 +22,50 @@ export function registerPublish(program: Command, io: CliIO): void {
       'also make a new version of this role (e.g. to extend its expiry)',
       collect,
     )
-    .action(async (flags: { resign?: string[] }, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<GlobalOptions>();
-      const repo = await Repository.open(opts.dir, {
-        lock: true,
-        keyring: await keyringFor(opts, io),
-      });
-      try {
-        const result = await publish(repo, { resign: flags.resign });
-        if (opts.json) {
-          printJson(io, result);
-          return;
+    .option(
+      '--leave-staged',
+      'publish drafts and renew online roles even while a staged root or ' +
+        'targets still lacks signatures; it stays staged for later',
+    )
+    .action(
+      async (
+        flags: { resign?: string[]; leaveStaged?: boolean },
+        cmd: Command,
+      ) => {
+        const opts = cmd.optsWithGlobals<GlobalOptions>();
+        const repo = await Repository.open(opts.dir, {
+          lock: true,
+          keyring: await keyringFor(opts, io),
+        });
+        try {
+          const result = await publish(repo, {
+            resign: flags.resign,
+            leaveStaged: flags.leaveStaged,
+          });
+          if (opts.json) {
+            printJson(io, result);
+            return;
+          }
+          for (const p of result.pending) {
+            io.err(`${p.role} v${p.version} stays staged: ${p.reason}\n`);
+          }
+          for (const role of result.unchanged) {
+            io.out(`${role}: draft changed nothing; dropped\n`);
+          }
+          if (!result.published) {
+            io.out(
+              'nothing to publish: no changes and no role due for refresh\n',
+            );
+            return;
+          }
+          for (const [role, version] of Object.entries(result.versions)) {
+            io.out(`published ${role} version ${version}\n`);
+          }
+        } finally {
+          await repo.close();
         }
-        for (const role of result.unchanged) {
-          io.out(`${role}: draft changed nothing; dropped\n`);
-        }
-        if (!result.published) {
-          io.out(
-            'nothing to publish: no changes and no role due for refresh\n',
-          );
-          return;
-        }
-        for (const [role, version] of Object.entries(result.versions)) {
-          io.out(`published ${role} version ${version}\n`);
-        }
-      } finally {
-        await repo.close();
-      }
-    });
+      },
+    );
 
   program
     .command('discard')

@@ -4,7 +4,9 @@ import { BadInputError, NotARepositoryError } from '../errors.js';
 import { openTokenSigner, readKeySpec } from '../keys/keyref.js';
 import { Repository } from '../repository/repository.js';
 import {
+  discardStaged,
   mergeSignatures,
+  readAnyMetadata,
   readStagedRoot,
   rootSigningStatus,
   signFile,
@@ -14,7 +16,8 @@ import {
   readStagedTargets,
   targetsSigningStatus,
 } from '../repository/targets-event.js';
-import type { VerificationResult } from '../tuf/metadata.js';
+import { MetadataKind, type VerificationResult } from '../tuf/metadata.js';
+import { describeMetadata } from './describe.js';
 import {
   passphrasesFor,
   printJson,
@@ -64,6 +67,17 @@ export function registerSigning(program: Command, io: CliIO): void {
           } finally {
             signer.close();
           }
+        }
+        // A root file names its own root keys; a key outside them counts only
+        // if the previous root trusts it, which this machine cannot see.
+        if (
+          md.signed.type === MetadataKind.Root &&
+          !md.signed.roles.root?.keyIDs.includes(keyid)
+        ) {
+          io.err(
+            `note: key ${keyid} is not a root key of this root; the ` +
+              'signature counts only if the previous root trusts it\n',
+          );
         }
         if (opts.json) {
           printJson(io, { file, keyid });
@@ -142,6 +156,40 @@ export function registerSigning(program: Command, io: CliIO): void {
       const ready =
         (rootStatus?.ready ?? true) && (targetsStatus?.ready ?? true);
       io.out(ready ? 'ready to publish\n' : 'not ready to publish\n');
+    });
+  signing
+    .command('show')
+    .description(
+      'print a metadata file in words, key ids in full: what a key holder ' +
+        'reads before signing; needs only the file',
+    )
+    .argument('<file>', 'the file to sign, e.g. a copy of a staged root')
+    .option(
+      '--against <file>',
+      'the version it replaces (e.g. the published root), to list changes',
+    )
+    .action(async (file: string, flags: { against?: string }) => {
+      const md = await readAnyMetadata(file);
+      const previous = flags.against
+        ? await readAnyMetadata(flags.against)
+        : undefined;
+      io.out(describeMetadata(md, previous));
+    });
+  signing
+    .command('discard')
+    .description('drop a staged signing event and the signatures it collected')
+    .argument('[roles...]', 'root, targets, or both when none is named')
+    .action(async (roles: string[], _flags: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals<GlobalOptions>();
+      const repo = await Repository.open(opts.dir, { lock: true });
+      try {
+        const dropped = await discardStaged(repo.layout, roles);
+        if (opts.json) printJson(io, { discarded: dropped });
+        else if (dropped.length === 0) io.out('nothing is staged\n');
+        else io.out(`discarded the staged ${dropped.join(' and ')}\n`);
+      } finally {
+        await repo.close();
+      }
     });
   signing
     .command('merge')

@@ -21,6 +21,10 @@ import {
   type KeyFile,
 } from './keyfile.js';
 import {
+  claimsToBePublicKeyFile,
+  parsePublicKeyFile,
+} from './public-file.js';
+import {
   Pkcs11Signer,
   readTokenPublicKey,
   type TokenKey,
@@ -134,19 +138,31 @@ export async function readKeySpec(spec: string): Promise<KeySpec> {
   if (claimsToBeKeyFile(raw)) {
     return { kind: 'file', file: parseKeyFile(raw, spec) };
   }
+  if (claimsToBePublicKeyFile(raw)) {
+    throw new BadKeyFileError(
+      `${spec} holds only a public key; use the key file or the token ` +
+        'it came from',
+    );
+  }
   throw new BadKeyFileError(
     `${spec} is neither a tufota key file nor a key reference file`,
   );
 }
 
 /**
- * The public key of a key file, a reference file, or a `pkcs11:` URI (read
- * from the token, no PIN needed).
+ * The public key of a key file, a reference file, a public key file, or a
+ * `pkcs11:` URI (read from the token, no PIN needed).
  */
 export async function readPublicKey(
   spec: string,
   options: TokenOptions = {},
 ): Promise<Key> {
+  if (!isPkcs11Uri(spec)) {
+    const raw = await readFile(spec, 'utf8').catch(() => undefined);
+    if (raw !== undefined && claimsToBePublicKeyFile(raw)) {
+      return parsePublicKeyFile(raw, spec).key;
+    }
+  }
   const read = await readKeySpec(spec);
   switch (read.kind) {
     case 'file':

@@ -189,6 +189,12 @@ export function snapshotMetaFor(md: Metadata<Snapshot>): MetaFile {
 export interface PublishOptions {
   /** Roles to re-sign as a new version even without changes. */
   resign?: string[];
+  /**
+   * Publish the rest when a staged root or targets is not ready (short of
+   * signatures, or refused), leaving it staged; it is listed in `pending`.
+   * Without it, such a staged file fails the whole publish.
+   */
+  leaveStaged?: boolean;
   now?: Date;
 }
 
@@ -198,6 +204,16 @@ export interface PublishResult {
   versions: Record<string, number>;
   /** Drafts that were dropped because they changed nothing. */
   unchanged: string[];
+  /** Staged signing events left for later (with `leaveStaged`). */
+  pending: PendingStaged[];
+}
+
+export interface PendingStaged {
+  role: string;
+  version: number;
+  reason: string;
+  /** Key ids whose signatures would have been enough. */
+  missing: string[];
 }
 
 function withinRefresh(
@@ -299,14 +315,44 @@ async function publishOnce(
     const newKeys = roleKeysFor(newRoot.signed, ROOT) as RoleKeys;
     await signWithThresholds(ROOT, newRoot, repo.keyring, [oldKeys, newKeys]);
   }
-  const staged = await currentStagedRoot(repo);
+  const pending: PendingStaged[] = [];
+  // With `leaveStaged`, a signing event still short of signatures (or
+  // refused) waits, and the rest publishes: a ceremony that takes days
+  // must not stop the timestamp from being renewed.
+  const orLeave = async <T>(
+    role: string,
+    md: Metadata<AnySigned>,
+    accept: () => Promise<T>,
+  ): Promise<T | undefined> => {
+    try {
+      return await accept();
+    } catch (err) {
+      const waits =
+        err instanceof UnsignedMetadataError || err instanceof BadInputError;
+      if (!options.leaveStaged || !waits) throw err;
+      pending.push({
+        role,
+        version: md.signed.version,
+        reason: describeError(err),
+        missing: err instanceof UnsignedMetadataError ? err.missing : [],
+      });
+      return undefined;
+    }
+  };
+  let staged = await currentStagedRoot(repo);
   if (staged) {
     if (newRoot) {
       throw new BadInputError(
         'a root change is staged; publish it before --resign root',
       );
     }
-    newRoot = await acceptStagedRoot(repo, staged, now);
+    const stagedRoot = staged;
+    newRoot = await orLeave(ROOT, stagedRoot, () =>
+      acceptStagedRoot(repo, stagedRoot, now),
+    );
+    if (!newRoot) staged = undefined;
+  }
+  if (staged && newRoot) {
     // Roles whose keys changed must be signed anew by their new keys: a
     // client that sees the new root discards what the old keys signed
     // (specification 5.3.11).
@@ -317,9 +363,16 @@ async function publishOnce(
     }
   }
   const root = newRoot?.signed ?? repo.root.signed;
-  const stagedTargets = await currentStagedTargets(repo);
+  let stagedTargets = await currentStagedTargets(repo);
   if (stagedTargets) {
-    await acceptStagedTargets(repo, stagedTargets, root, now);
+    const md = stagedTargets;
+    const accepted = await orLeave(TARGETS, md, async () => {
+      await acceptStagedTargets(repo, md, root, now);
+      return true;
+    });
+    if (!accepted) stagedTargets = undefined;
+  }
+  if (stagedTargets) {
     // Signed by its key holders as it is; never re-signed here.
     changedTargets.splice(
       0,
@@ -348,7 +401,7 @@ async function publishOnce(
 
   if (!timestampDue) {
     await repo.forgetPublishedDrafts(unchanged, new Map());
-    return { published: false, versions: {}, unchanged };
+    return { published: false, versions: {}, unchanged, pending };
   }
 
   // Every key this run signs with is unlocked up front, side by side where
@@ -464,7 +517,7 @@ async function publishOnce(
   if (snapshotDue) versions[SNAPSHOT] = snapshot.signed.version;
   versions[TIMESTAMP] = timestamp.signed.version;
   log.info({ versions }, 'published');
-  return { published: true, versions, unchanged };
+  return { published: true, versions, unchanged, pending };
 }
 
 /**
@@ -546,6 +599,7 @@ async function acceptStagedTargets(
     const { signers } = await repo.keyring.trySignersFor(wanted);
     for (const signer of signers) await addSignature(staged, signer);
   }
+  dropStraySignatures(staged, [trust]);
   requireThreshold({
     ...verifyRole(TARGETS, staged, trust),
     role: `targets v${staged.signed.version}`,
@@ -577,6 +631,24 @@ async function applyTargetsEvent(
   return roles;
 }
 
+/**
+ * Removes signatures by keys no trust set names: a holder who signed with
+ * a key the event did not need adds nothing, and the published file should
+ * not carry it.
+ */
+function dropStraySignatures(
+  md: Metadata<AnySigned>,
+  trust: readonly RoleKeys[],
+): void {
+  const trusted = new Set(trust.flatMap((t) => t.keys.map((k) => k.keyID)));
+  for (const keyid of Object.keys(md.signatures)) {
+    if (!trusted.has(keyid)) {
+      log.info({ keyid }, 'dropping a signature by a key nothing trusts');
+      delete md.signatures[keyid];
+    }
+  }
+}
+
 function keysChanged(before: Root, after: Root, role: string): boolean {
   const ids = (r: Root) => JSON.stringify(r.roles[role]?.toJSON() ?? null);
   return ids(before) !== ids(after);
@@ -605,6 +677,7 @@ async function acceptStagedRoot(
     const { signers } = await repo.keyring.trySignersFor(wanted);
     for (const signer of signers) await addSignature(staged, signer);
   }
+  dropStraySignatures(staged, trust);
   const labels = [
     `root v${expected} by the keys of root v${expected - 1}`,
     `root v${expected} by its own keys`,

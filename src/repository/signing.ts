@@ -9,7 +9,7 @@
  * The targets role's signing events are in `targets-event.ts`; both use
  * `tufota sign` and `signing merge` from here.
  */
-import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   BadInputError,
@@ -41,7 +41,7 @@ import {
 } from '../tuf/metadata.js';
 import { Metadata, MetadataKind, Role, Root, type Key } from '../tuf/models.js';
 import { ROOT, TOP_LEVEL_ROLES } from '../tuf/roles.js';
-import { writeFileAtomic } from './atomic.js';
+import { fsyncDir, writeFileAtomic } from './atomic.js';
 import { applyKeyEdit, keyTableProblem, type KeyEdit } from './key-edit.js';
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
@@ -51,6 +51,40 @@ const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 
 export function stagedRootPath(layout: Layout): string {
   return join(layout.state, 'staged', 'root.json');
+}
+
+/**
+ * Drops staged signing events (`root`, `targets`, or both when `roles` is
+ * empty) with the signatures they collected. Returns the roles dropped.
+ */
+export async function discardStaged(
+  layout: Layout,
+  roles: readonly string[],
+): Promise<string[]> {
+  const paths: Record<string, string> = {
+    root: stagedRootPath(layout),
+    targets: join(layout.state, 'staged', 'targets.json'),
+  };
+  for (const role of roles) {
+    if (!Object.hasOwn(paths, role)) {
+      throw new BadInputError(
+        `${role}: only root and targets have signing events`,
+      );
+    }
+  }
+  const dropped = [];
+  for (const role of roles.length > 0 ? roles : Object.keys(paths)) {
+    const gone = await unlink(paths[role]).then(
+      () => true,
+      (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw err;
+      },
+    );
+    if (gone) dropped.push(role);
+  }
+  if (dropped.length > 0) await fsyncDir(dirname(paths.root));
+  return dropped;
 }
 
 /** A staged file's bytes, or undefined when there is none. */

@@ -196,6 +196,7 @@ describe('publish cut short', function () {
               published: false,
               versions: {},
               unchanged: ['releases'],
+              pending: [],
             });
           } else {
             assert.equal(result.published, true);
