@@ -296,6 +296,15 @@ async function publishOnce(
     }
   }
 
+  // A publish cut short after its new root: this one finishes it, signing
+  // under the newest root whatever that root's key changes call for.
+  const finishing = repo.unfinishedRoot;
+  if (finishing && resign.has(ROOT)) {
+    throw new BadInputError(
+      `the last publish was cut short after root v${repo.root.signed.version}; ` +
+        'run "tufota publish" to finish it before --resign root',
+    );
+  }
   // Root: re-signed only on request here; root edits are signing events.
   let newRoot: Metadata<Root> | undefined;
   if (resign.has(ROOT)) {
@@ -340,6 +349,17 @@ async function publishOnce(
     }
   };
   let staged = await currentStagedRoot(repo);
+  if (staged && finishing) {
+    const waiting = staged;
+    await orLeave(ROOT, waiting, () => {
+      throw new BadInputError(
+        `the last publish was cut short after root ` +
+          `v${repo.root.signed.version}; finish it with "tufota publish ` +
+          `--leave-staged" before publishing root v${waiting.signed.version}`,
+      );
+    });
+    staged = undefined;
+  }
   if (staged) {
     if (newRoot) {
       throw new BadInputError(
@@ -352,17 +372,19 @@ async function publishOnce(
     );
     if (!newRoot) staged = undefined;
   }
-  if (staged && newRoot) {
-    // Roles whose keys changed must be signed anew by their new keys: a
-    // client that sees the new root discards what the old keys signed
-    // (specification 5.3.11).
-    for (const role of [TARGETS] as const) {
-      if (keysChanged(repo.root.signed, newRoot.signed, role)) {
-        if (!changedTargets.includes(role)) changedTargets.push(role);
-      }
-    }
-  }
   const root = newRoot?.signed ?? repo.root.signed;
+  // The root the current publication was signed under.
+  const base = finishing?.signed ?? repo.root.signed;
+  const rootChanges =
+    (staged !== undefined && newRoot !== undefined) || finishing !== undefined;
+  const rotated = (role: string) =>
+    rootChanges && keysChanged(base, root, role);
+  // Roles whose keys changed must be signed anew by their new keys: a
+  // client that sees the new root discards what the old keys signed
+  // (specification 5.3.11).
+  if (rotated(TARGETS) && !changedTargets.includes(TARGETS)) {
+    changedTargets.push(TARGETS);
+  }
   let stagedTargets = await currentStagedTargets(repo);
   if (stagedTargets) {
     const md = stagedTargets;
@@ -383,10 +405,6 @@ async function publishOnce(
       if (!changedTargets.includes(role)) changedTargets.push(role);
     }
   }
-  const rotated = (role: string) =>
-    newRoot !== undefined &&
-    keysChanged(repo.root.signed, newRoot.signed, role);
-
   const snapshotDue =
     changedTargets.length > 0 ||
     stagedTargets !== undefined ||
@@ -396,6 +414,7 @@ async function publishOnce(
   const timestampDue =
     snapshotDue ||
     newRoot !== undefined ||
+    finishing !== undefined ||
     resign.has(TIMESTAMP) ||
     withinRefresh(repo.timestamp.signed.expires, TIMESTAMP, expiry, now);
 

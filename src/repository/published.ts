@@ -33,6 +33,14 @@ import { rollbackSigns } from './rollback.js';
 /** Finds the role that delegates to `role` in the published tree. */
 export type DelegatorLookup = (role: string) => Promise<string>;
 
+function keysOf(root: Root, role: string): RoleKeys {
+  const keys = roleKeysFor(root, role);
+  if (!keys) {
+    throw new CorruptMetadataError(`root v${root.version} has no ${role} role`);
+  }
+  return keys;
+}
+
 async function readBytes(path: string, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
@@ -133,14 +141,28 @@ export class PublishedState {
       );
     }
     const root = roots[roots.length - 1];
-    const rootKeys = (role: string) => {
-      const keys = roleKeysFor(root.signed, role);
-      if (!keys) {
-        throw new CorruptMetadataError(
-          `the published root has no ${role} role`,
-        );
+    const previous = roots.length > 1 ? roots[roots.length - 2] : undefined;
+    // A publish cut short after writing a new root, before the timestamp,
+    // leaves roles signed under the root before it; while that root's keys
+    // still verify them, they are taken as they are, and the next publish
+    // re-signs them under the new root (`unfinishedRoot`).
+    let unfinished = false;
+    const checkUnder = (
+      role: string,
+      md: Metadata<Root | Targets | Snapshot | Timestamp>,
+      source: string,
+    ) => {
+      try {
+        requireSigned(role, md, keysOf(root.signed, role), source);
+      } catch (err) {
+        if (!previous) throw err;
+        try {
+          requireSigned(role, md, keysOf(previous.signed, role), source);
+        } catch {
+          throw err;
+        }
+        unfinished = true;
       }
-      return keys;
     };
 
     // Specification 5.4 and 5.5: timestamp, then the snapshot it names.
@@ -153,7 +175,7 @@ export class PublishedState {
       tsBytes,
       'timestamp.json',
     );
-    requireSigned(TIMESTAMP, timestamp, rootKeys(TIMESTAMP), 'timestamp.json');
+    checkUnder(TIMESTAMP, timestamp, 'timestamp.json');
     const snapMeta = timestamp.signed.snapshotMeta;
     const snapName = `${snapMeta.version}.snapshot.json`;
     const snapBytes = await readBytes(layout.metadataFile(snapName), snapName);
@@ -167,7 +189,19 @@ export class PublishedState {
     }
     const snapshot = parseMetadata(MetadataKind.Snapshot, snapBytes, snapName);
     checkedVersion(snapshot, snapMeta.version, snapName);
-    requireSigned(SNAPSHOT, snapshot, rootKeys(SNAPSHOT), snapName);
+    checkUnder(SNAPSHOT, snapshot, snapName);
+    const targetsVersion = snapshot.signed.meta['targets.json']?.version;
+    if (targetsVersion === undefined) {
+      throw new CorruptMetadataError(`${snapName} does not list targets`);
+    }
+    const targetsName = `${targetsVersion}.targets.json`;
+    const targets = parseMetadata(
+      MetadataKind.Targets,
+      await readBytes(layout.metadataFile(targetsName), targetsName),
+      targetsName,
+    );
+    checkedVersion(targets, targetsVersion, targetsName);
+    checkUnder(TARGETS, targets, targetsName);
 
     const state = new PublishedState(
       layout,
@@ -176,6 +210,8 @@ export class PublishedState {
       timestamp,
       snapshot,
     );
+    state.unfinishedRoot = unfinished ? previous : undefined;
+    state.#roles.set(TARGETS, targets);
     await state.#refuseRollback();
     return state;
   }
@@ -183,6 +219,13 @@ export class PublishedState {
   get root(): Metadata<Root> {
     return this.roots[this.roots.length - 1];
   }
+
+  /**
+   * The root before the newest, when the newest was written by a publish
+   * that was cut short: timestamp, snapshot or targets are still signed
+   * under this one. Undefined when the publication is whole.
+   */
+  unfinishedRoot?: Metadata<Root>;
 
   /**
    * A metadata/ folder restored from an old copy would have the next

@@ -138,6 +138,11 @@ export class Repository {
   }
 
   /** Every published root, version 1 first. */
+  /** See PublishedState#unfinishedRoot. */
+  get unfinishedRoot(): Metadata<Root> | undefined {
+    return this.#published.unfinishedRoot;
+  }
+
   get rootHistory(): readonly Metadata<Root>[] {
     return this.#published.roots;
   }
