@@ -7,6 +7,7 @@
 import { BadInputError } from '../errors.js';
 import { publicIdentity } from '../tuf/metadata.js';
 import type { Key } from '../tuf/models.js';
+import { computeKeyId } from '../tuf/canonical.js';
 import type { KeyTable } from '../tuf/key-table.js';
 
 export { keyTableProblem, type KeyTable } from '../tuf/key-table.js';
@@ -105,6 +106,37 @@ function thresholdProblem(keys: number, threshold: number): string | undefined {
       `threshold ${threshold} is above its key count ${keys}; the role ` +
       'could never be signed'
     );
+  }
+  return undefined;
+}
+
+/**
+ * A key both tables list (by its public key, not its id), or undefined. A
+ * key serves one role: a releases key that also signed as targets would
+ * let the online release team rewrite the delegations.
+ */
+export function sharedKey(
+  a: Record<string, Key>,
+  b: Record<string, Key>,
+): { a: string; b: string } | undefined {
+  const ids = new Map(Object.values(b).map((k) => [publicIdentity(k), k]));
+  for (const key of Object.values(a)) {
+    const twin = ids.get(publicIdentity(key));
+    if (twin) return { a: key.keyID, b: twin.keyID };
+  }
+  return undefined;
+}
+
+/**
+ * A key whose id is not the hash of the key itself, as every key tufota
+ * writes has: an id chosen freely could be made to look like another
+ * key's in the short form people compare.
+ */
+export function keyIdProblem(keys: Record<string, Key>): string | undefined {
+  for (const [id, key] of Object.entries(keys)) {
+    if (computeKeyId(key) !== id) {
+      return `lists key ${id}, which is not the hash of its key`;
+    }
   }
   return undefined;
 }

@@ -45,6 +45,7 @@ import {
   type RoleKeys,
 } from '../tuf/metadata.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
+import { sharedKey } from './key-edit.js';
 import { checkStagedRoot, readStagedRoot, stagedRootPath } from './signing.js';
 import {
   checkStagedTargets,
@@ -403,6 +404,18 @@ async function publishOnce(
     );
     for (const role of await applyTargetsEvent(repo, stagedTargets)) {
       if (!changedTargets.includes(role)) changedTargets.push(role);
+    }
+  }
+  if (newRoot || stagedTargets) {
+    // Staged files may be edited by hand; the edits refuse this already.
+    const delegated = (stagedTargets ?? (await repo.publishedTargets(TARGETS)))
+      .signed.delegations;
+    const shared = sharedKey(root.keys, delegated?.keys ?? {});
+    if (shared) {
+      throw new BadInputError(
+        `key ${shared.a} would serve both a top-level role and a role ` +
+          'targets delegates to; a key may serve one role only',
+      );
     }
   }
   const snapshotDue =

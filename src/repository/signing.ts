@@ -40,9 +40,15 @@ import {
   type VerificationResult,
 } from '../tuf/metadata.js';
 import { Metadata, MetadataKind, Role, Root, type Key } from '../tuf/models.js';
-import { ROOT, TOP_LEVEL_ROLES } from '../tuf/roles.js';
+import { ROOT, TARGETS, TOP_LEVEL_ROLES } from '../tuf/roles.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
-import { applyKeyEdit, keyTableProblem, type KeyEdit } from './key-edit.js';
+import {
+  applyKeyEdit,
+  keyIdProblem,
+  keyTableProblem,
+  sharedKey,
+  type KeyEdit,
+} from './key-edit.js';
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
 
@@ -139,6 +145,14 @@ export async function prepareRootEdit(
     TOP_LEVEL_ROLES,
     'top-level role',
   );
+  const delegated = (await repo.publishedTargets(TARGETS)).signed.delegations;
+  const shared = sharedKey(table.keys, delegated?.keys ?? {});
+  if (shared) {
+    throw new BadInputError(
+      `key ${shared.a} already serves a role targets delegates to; a key ` +
+        'may serve one role only',
+    );
+  }
   const now = edit.now ?? new Date();
   const period = edit.period ?? repo.config.expiry.root.period;
   return new Metadata(
@@ -205,7 +219,9 @@ export function checkStagedRoot(
   if (roleNames !== [...TOP_LEVEL_ROLES].sort().join(',')) {
     refuse(`has the roles ${roleNames}, not exactly the four top-level ones`);
   }
-  const problem = keyTableProblem({ keys: root.keys, roles: root.roles });
+  const problem =
+    keyTableProblem({ keys: root.keys, roles: root.roles }) ??
+    keyIdProblem(root.keys);
   if (problem) refuse(problem);
   const extras = (r: Root) =>
     JSON.stringify(Object.keys(r.unrecognizedFields).sort());

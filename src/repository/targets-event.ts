@@ -40,13 +40,15 @@ import {
 import { TARGETS } from '../tuf/roles.js';
 import {
   applyKeyEdit,
+  keyIdProblem,
   keyTableProblem,
+  sharedKey,
   type KeyEdit,
   type KeyTable,
 } from './key-edit.js';
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
-import { readStagedFile, stageMetadata } from './signing.js';
+import { readStagedFile, readStagedRoot, stageMetadata } from './signing.js';
 
 function canonical(value: unknown): string {
   return canonicalBytes(value as Parameters<typeof canonicalBytes>[0]).toString(
@@ -130,6 +132,14 @@ export async function prepareTargetsEdit(
         unrecognizedFields: base.delegations.unrecognizedFields,
       })
     : undefined;
+  const root = (await readStagedRoot(repo.layout))?.signed ?? repo.root.signed;
+  const shared = sharedKey(table.keys, root.keys);
+  if (shared) {
+    throw new BadInputError(
+      `key ${shared.a} already serves a top-level role in root; a key may ` +
+        'serve one role only',
+    );
+  }
   const now = edit.now ?? new Date();
   return new Metadata(
     new Targets({
@@ -215,7 +225,9 @@ export function checkStagedTargets(
   if (t.delegations?.succinctRoles || extra(t) !== extra(published)) {
     refuse('adds fields to its delegations');
   }
-  const problem = keyTableProblem(tableOf(t.delegations));
+  const problem =
+    keyTableProblem(tableOf(t.delegations)) ??
+    keyIdProblem(t.delegations?.keys ?? {});
   if (problem) refuse(problem);
 }
 

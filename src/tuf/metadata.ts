@@ -13,9 +13,9 @@ import {
   type Snapshot,
   type Timestamp,
 } from '@tufjs/models';
-import { createPublicKey } from 'node:crypto';
 import { CorruptMetadataError, UnsignedMetadataError } from '../errors.js';
 import { canonicalBytes } from './canonical.js';
+import { getPublicKey } from './models.js';
 
 export type AnySigned = Root | Targets | Snapshot | Timestamp;
 export type KindOf<T extends AnySigned> = T extends Root
@@ -261,32 +261,33 @@ export interface VerificationResult {
 }
 
 /**
- * Counts valid signatures over `md` by the trusted keys. Each trusted key
- * counts once, whatever number of signature entries name it; signatures by
- * keys outside `trusted` count for nothing.
- */
-/**
- * What a public key is, whatever way it is written: the raw key for
- * ed25519, the DER SubjectPublicKeyInfo for others.
+ * What a public key is, however it is written: the key clients would
+ * verify with, as @tufjs/models decodes it from the key's fields (hex or
+ * PEM, a compressed or uncompressed EC point, a hex string it truncates),
+ * in JWK form. Two entries with one identity are one key, however their
+ * text or key ids differ. A key the library cannot decode verifies
+ * nothing; its text stands for it.
  */
 export function publicIdentity(key: Key): string {
   const value = key.keyVal.public ?? '';
   try {
-    if (value.startsWith('-----BEGIN')) {
-      const der = createPublicKey(value).export({
-        format: 'der',
-        type: 'spki',
-      });
-      return key.keyType === 'ed25519'
-        ? `ed25519:${der.subarray(der.length - 32).toString('hex')}`
-        : `spki:${der.toString('hex')}`;
-    }
+    const { key: decoded } = getPublicKey({
+      keyType: key.keyType,
+      scheme: key.scheme,
+      keyVal: value,
+    });
+    const jwk = decoded.export({ format: 'jwk' });
+    return `jwk:${JSON.stringify(jwk, Object.keys(jwk).sort())}`;
   } catch {
-    // An unparseable key verifies nothing; its text stands for it.
+    return `text:${key.keyType}:${value}`;
   }
-  return `${key.keyType}:${value.toLowerCase()}`;
 }
 
+/**
+ * Counts valid signatures over `md` by the trusted keys. Each trusted key
+ * counts once, whatever number of signature entries name it; signatures by
+ * keys outside `trusted` count for nothing.
+ */
 export function verifyRole(
   role: string,
   md: Metadata<AnySigned>,

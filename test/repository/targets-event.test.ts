@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { UnsignedMetadataError } from '../../src/errors.js';
 import { publish } from '../../src/repository/publish.js';
 import { Repository } from '../../src/repository/repository.js';
+import { editRoot, stagedRootPath } from '../../src/repository/signing.js';
 import {
   editTargets,
   readStagedTargets,
@@ -160,6 +161,61 @@ describe('targets signing events', () => {
         /nosuch is not a role delegated by targets/,
       );
       assert.equal(await readStagedTargets(repo.layout), undefined);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('refuses a key serving both a top-level and a delegated role', async () => {
+    const keys = new KeyBox(await createTestRepo());
+    const repo = await Repository.open(keys.t.dir, { lock: true });
+    try {
+      await assert.rejects(
+        editTargets(repo, {
+          addKeys: [{ role: 'rollouts', key: await keys.key('snapshot-1') }],
+        }),
+        /already serves a top-level role in root/,
+      );
+      await assert.rejects(
+        editRoot(repo, {
+          addKeys: [{ role: 'targets', key: await keys.key('releases-1') }],
+        }),
+        /already serves a role targets delegates to/,
+      );
+      assert.equal(await readStagedTargets(repo.layout), undefined);
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('refuses at publish a hand-edited staged root that shares a key', async () => {
+    const keys = new KeyBox(await createTestRepo());
+    let repo = await Repository.open(keys.t.dir, { lock: true });
+    const staged = await editRoot(repo, {});
+    await repo.close();
+    // Writes a releases key into root by hand, as targets' third key.
+    const releases = await keys.key('releases-1');
+    const json = staged.toJSON() as {
+      signed: {
+        keys: Record<string, unknown>;
+        roles: Record<string, { keyids: string[] }>;
+      };
+    };
+    json.signed.keys[releases.keyID] = releases.toJSON();
+    json.signed.roles.targets.keyids.push(releases.keyID);
+    await writeFile(stagedRootPath(repo.layout), JSON.stringify(json));
+    await collectSignatures(keys, stagedRootPath(repo.layout), [
+      'root-1',
+      'root-2',
+      'root-3',
+    ]);
+    repo = await Repository.open(keys.t.dir, {
+      lock: true,
+      keyring: await serverKeyring(keys),
+    });
+    try {
+      await assert.rejects(publish(repo), /may serve one role only/);
+      assert.equal(repo.root.signed.version, 1);
     } finally {
       await repo.close();
     }

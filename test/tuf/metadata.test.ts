@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ECDH, type KeyObject } from 'node:crypto';
 import { canonicalBytes } from '../../src/tuf/canonical.js';
 import {
   copyTargets,
@@ -133,5 +134,113 @@ describe('verifyRole', () => {
     });
     assert.equal(result.verified, false);
     assert.deepEqual(result.signed, [signer.key.keyID]);
+  });
+});
+
+describe('publicIdentity: one key however it is written', () => {
+  // Each row spells one public key another way that @tufjs/models (and so
+  // tuf-js) decodes to the very same key.
+  const TWINS: {
+    name: string;
+    type: 'ed25519' | 'ecdsa-sha2-nistp256';
+    respell: (key: Key, pub: KeyObject) => Key;
+  }[] = [
+    {
+      name: 'ed25519 hex with a stray digit (truncated when decoded)',
+      type: 'ed25519',
+      respell: (k) =>
+        new Key({ ...fields(k), keyVal: { public: `${k.keyVal.public}0` } }),
+    },
+    {
+      name: 'ed25519 hex in upper case',
+      type: 'ed25519',
+      respell: (k) =>
+        new Key({
+          ...fields(k),
+          keyVal: { public: (k.keyVal.public ?? '').toUpperCase() },
+        }),
+    },
+    {
+      name: 'P-256 as an uncompressed hex point',
+      type: 'ecdsa-sha2-nistp256',
+      respell: (k, pub) =>
+        new Key({
+          ...fields(k),
+          keyVal: { public: rawPoint(pub).toString('hex') },
+        }),
+    },
+    {
+      name: 'P-256 PEM with a compressed point',
+      type: 'ecdsa-sha2-nistp256',
+      respell: (k, pub) =>
+        new Key({
+          ...fields(k),
+          keyVal: { public: compressedPem(pub) },
+        }),
+    },
+    {
+      name: 'P-256 under the keytype "ecdsa-sha2-nistp256"',
+      type: 'ecdsa-sha2-nistp256',
+      respell: (k) => new Key({ ...fields(k), keyType: 'ecdsa-sha2-nistp256' }),
+    },
+  ];
+
+  function fields(k: Key) {
+    return {
+      keyID: 'e'.repeat(64),
+      keyType: k.keyType,
+      scheme: k.scheme,
+      keyVal: k.keyVal,
+    };
+  }
+  function rawPoint(pub: KeyObject): Buffer {
+    const der = pub.export({ format: 'der', type: 'spki' });
+    return der.subarray(der.length - 65);
+  }
+  function compressedPem(pub: KeyObject): string {
+    const point = ECDH.convertKey(
+      rawPoint(pub),
+      'prime256v1',
+      undefined,
+      undefined,
+      'compressed',
+    ) as Buffer;
+    // SubjectPublicKeyInfo for P-256 with a 33-byte compressed point.
+    const prefix = Buffer.from(
+      '3039301306072a8648ce3d020106082a8648ce3d030107032200',
+      'hex',
+    );
+    const b64 = Buffer.concat([prefix, point]).toString('base64');
+    return `-----BEGIN PUBLIC KEY-----\n${b64}\n-----END PUBLIC KEY-----\n`;
+  }
+
+  for (const row of TWINS) {
+    it(`sees through ${row.name}`, async () => {
+      const { generatePrivateKey, publicKeyFor } =
+        await import('../../src/keys/keygen.js');
+      const { publicIdentity } = await import('../../src/tuf/metadata.js');
+      const { keyTableProblem } = await import('../../src/tuf/key-table.js');
+      const { createPublicKey } = await import('node:crypto');
+      const privateKey = generatePrivateKey(row.type);
+      const key = publicKeyFor(privateKey);
+      const twin = row.respell(key, createPublicKey(privateKey));
+      assert.equal(publicIdentity(twin), publicIdentity(key));
+      const problem = keyTableProblem({
+        keys: { [key.keyID]: key, [twin.keyID]: twin },
+        roles: { root: { keyIDs: [key.keyID, twin.keyID], threshold: 2 } },
+      });
+      assert.match(problem ?? '', /one public key under two ids/);
+    });
+  }
+
+  it('tells two different keys apart', async () => {
+    const { generatePrivateKey, publicKeyFor } =
+      await import('../../src/keys/keygen.js');
+    const { publicIdentity } = await import('../../src/tuf/metadata.js');
+    for (const type of ['ed25519', 'ecdsa-sha2-nistp256'] as const) {
+      const a = publicKeyFor(generatePrivateKey(type));
+      const b = publicKeyFor(generatePrivateKey(type));
+      assert.notEqual(publicIdentity(a), publicIdentity(b));
+    }
   });
 });
