@@ -66,6 +66,11 @@ export function keyDirs(opts: GlobalOptions): string[] {
   return opts.keys && opts.keys.length > 0 ? opts.keys : ['keys'];
 }
 
+/** Collector for repeatable options whose values are file names, which may hold commas. */
+export function collectEach(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 /** Commander collector for repeatable options. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',').filter((v) => v.length > 0)];

@@ -27,6 +27,7 @@ import type { AnySigned } from '../tuf/metadata.js';
 import { OFFLINE_ROLES, TARGETS, TOP_LEVEL_ROLES } from '../tuf/roles.js';
 import {
   collect,
+  collectEach,
   keyDirs,
   parseCount,
   passphrasesFor,
@@ -57,7 +58,7 @@ function addEditOptions(cmd: Command, roles: string): Command {
     .option(
       '--add-key <role=keyfile>',
       `add the public key of a key file to ${roles}`,
-      collect,
+      collectEach,
     )
     .option(
       '--remove-key <role=keyid>',

@@ -18,6 +18,7 @@ import {
 } from '../tuf/expiry.js';
 import {
   collect,
+  collectEach,
   keyDirs,
   parseCount,
   passphrasesFor,
@@ -78,8 +79,9 @@ export function registerInit(program: Command, io: CliIO): void {
     )
     .option(
       '--use-key <role=keyfile>',
-      'use the public key of an existing key file instead of a new key',
-      collect,
+      "use the public key of an existing key file (or a token key's " +
+        'reference file) instead of a new key',
+      collectEach,
     )
     .option(
       '--online-passphrase-file <file>',

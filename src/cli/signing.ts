@@ -112,6 +112,7 @@ export function registerSigning(program: Command, io: CliIO): void {
         stagedTargets &&
         targetsSigningStatus(
           stagedRoot?.signed ?? repo.root.signed,
+          (await repo.publishedTargets('targets')).signed,
           stagedTargets,
         );
       if (opts.json) {
@@ -143,6 +144,9 @@ export function registerSigning(program: Command, io: CliIO): void {
           rootStatus.previous,
         );
         show('the new root itself', rootStatus.own);
+        if (rootStatus.problem) {
+          io.out(`  publish refuses it: ${rootStatus.problem}\n`);
+        }
       }
       if (targetsStatus) {
         io.out(`targets version ${targetsStatus.version}\n`);
@@ -152,6 +156,9 @@ export function registerSigning(program: Command, io: CliIO): void {
             : 'the targets keys',
           targetsStatus.own,
         );
+        if (targetsStatus.problem) {
+          io.out(`  publish refuses it: ${targetsStatus.problem}\n`);
+        }
       }
       const ready =
         (rootStatus?.ready ?? true) && (targetsStatus?.ready ?? true);

@@ -19,7 +19,8 @@ import {
   scrypt,
   type KeyObject,
 } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import {
   BadInputError,
@@ -229,13 +230,39 @@ export function claimsField(raw: string, field: string): boolean {
 
 /** Reads a key file's public half; the private half stays sealed. */
 export async function readKeyFile(path: string): Promise<KeyFile> {
-  let raw: string;
+  return parseKeyFile(await readKeyText(path), path);
+}
+
+/** Key files of every kind are a few kilobytes; this is far above that. */
+const MAX_KEY_FILE_BYTES = 1024 * 1024;
+
+/**
+ * The text of a key file, reference file or public key file. Only a
+ * regular file of sane size is read: a path to a device or a pipe (by
+ * mistake or not) would otherwise be read without end or wait forever.
+ * The file is opened without blocking and checked through its descriptor.
+ */
+export async function readKeyText(path: string): Promise<string> {
+  let handle;
   try {
-    raw = await readFile(path, 'utf8');
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new BadKeyFileError(`cannot read key file ${path}`, { cause: err });
   }
-  return parseKeyFile(raw, path);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      throw new BadKeyFileError(`key file ${path} is not a regular file`);
+    }
+    if (info.size > MAX_KEY_FILE_BYTES) {
+      throw new BadKeyFileError(
+        `key file ${path} is ${info.size} bytes; key files are far smaller`,
+      );
+    }
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 export function parseKeyFile(raw: string, path: string): KeyFile {

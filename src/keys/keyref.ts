@@ -9,7 +9,6 @@
  *     "pkcs11": "pkcs11:token=...;object=...;id=...?module-path=..." }
  */
 import type { Key } from '@tufjs/models';
-import { readFile } from 'node:fs/promises';
 import { BadKeyFileError, describeError } from '../errors.js';
 import { writeFileAtomic } from '../repository/atomic.js';
 import {
@@ -18,6 +17,7 @@ import {
   isRecord,
   parseKeyFile,
   publicKeyFromJSON,
+  readKeyText,
   type KeyFile,
 } from './keyfile.js';
 import {
@@ -128,12 +128,7 @@ export type KeySpec =
 
 export async function readKeySpec(spec: string): Promise<KeySpec> {
   if (isPkcs11Uri(spec)) return { kind: 'uri', uri: parsePkcs11Uri(spec) };
-  let raw: string;
-  try {
-    raw = await readFile(spec, 'utf8');
-  } catch (err) {
-    throw new BadKeyFileError(`cannot read key file ${spec}`, { cause: err });
-  }
+  const raw = await readKeyText(spec);
   if (claimsToBeKeyRef(raw)) return { kind: 'ref', ref: parseKeyRef(raw, spec) };
   if (claimsToBeKeyFile(raw)) {
     return { kind: 'file', file: parseKeyFile(raw, spec) };
@@ -158,8 +153,8 @@ export async function readPublicKey(
   options: TokenOptions = {},
 ): Promise<Key> {
   if (!isPkcs11Uri(spec)) {
-    const raw = await readFile(spec, 'utf8').catch(() => undefined);
-    if (raw !== undefined && claimsToBePublicKeyFile(raw)) {
+    const raw = await readKeyText(spec);
+    if (claimsToBePublicKeyFile(raw)) {
       return parsePublicKeyFile(raw, spec).key;
     }
   }

@@ -5,10 +5,9 @@
  * files (keyref.ts) in the same folders stand for keys on PKCS#11 tokens;
  * their sessions stay open until `close`.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  BadKeyFileError,
   BadPassphraseError,
   BadPinError,
   TokenError,
@@ -20,6 +19,7 @@ import {
   claimsToBeKeyFile,
   openKeyFile,
   parseKeyFile,
+  readKeyText,
   type KeyFile,
 } from './keyfile.js';
 import { claimsToBeKeyRef, parseKeyRef, type KeyRef } from './keyref.js';
@@ -110,16 +110,10 @@ export class Keyring {
       for (const name of names.sort()) {
         if (!name.endsWith('.json')) continue;
         const path = join(dir, name);
-        let raw: string;
-        try {
-          raw = await readFile(path, 'utf8');
-        } catch (err) {
-          // A folder that happens to end in .json is no key file.
-          if ((err as NodeJS.ErrnoException).code === 'EISDIR') continue;
-          throw new BadKeyFileError(`cannot read key file ${path}`, {
-            cause: err,
-          });
-        }
+        // A folder (or pipe) that happens to end in .json is no key file.
+        const info = await stat(path).catch(() => undefined);
+        if (info && !info.isFile()) continue;
+        const raw = await readKeyText(path);
         // Other JSON (a README's data, a device list) may share the folder;
         // a file that says it is a key file must be a good one.
         if (claimsToBeKeyRef(raw)) {

@@ -140,3 +140,20 @@ export function keyIdProblem(keys: Record<string, Key>): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Keys no role uses, and fields tufota never writes inside keys: neither
+ * changes what verifies, but a hand-edited file that carries them was
+ * not made by an edit, and would publish more than the holders meant to
+ * sign.
+ */
+export function keyExtrasProblem(table: KeyTable): string | undefined {
+  const used = new Set(Object.values(table.roles).flatMap((r) => r.keyIDs));
+  for (const [id, key] of Object.entries(table.keys)) {
+    if (!used.has(id)) return `lists key ${id}, which no role uses`;
+    if (Object.keys(key.unrecognizedFields ?? {}).length > 0) {
+      return `adds fields to key ${id}`;
+    }
+  }
+  return undefined;
+}

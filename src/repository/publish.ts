@@ -625,9 +625,9 @@ async function acceptStagedTargets(
   checkStagedTargets(published, staged, now);
   const trust = roleKeysFor(root, TARGETS) as RoleKeys;
   if (repo.keyring) {
-    const wanted = trust.keys
-      .map((k) => k.keyID)
-      .filter((id) => !staged.signatures[id]);
+    // Keys whose signature is missing or does not verify (a damaged copy
+    // merged in): the keyring's signature replaces a bad one.
+    const wanted = verifyRole(TARGETS, staged, trust).unsigned;
     const { signers } = await repo.keyring.trySignersFor(wanted);
     for (const signer of signers) await addSignature(staged, signer);
   }
@@ -703,9 +703,9 @@ async function acceptStagedRoot(
     roleKeysFor(staged.signed, ROOT) as RoleKeys,
   ];
   if (repo.keyring) {
-    const wanted = trust
-      .flatMap((t) => t.keys.map((k) => k.keyID))
-      .filter((id) => !staged.signatures[id]);
+    const wanted = [
+      ...new Set(trust.flatMap((t) => verifyRole(ROOT, staged, t).unsigned)),
+    ];
     const { signers } = await repo.keyring.trySignersFor(wanted);
     for (const signer of signers) await addSignature(staged, signer);
   }

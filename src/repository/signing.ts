@@ -15,6 +15,7 @@ import {
   BadInputError,
   BadPassphraseError,
   CorruptMetadataError,
+  describeError,
 } from '../errors.js';
 import type { KeyFile } from '../keys/keyfile.js';
 import { unsealPrivateKey } from '../keys/keyfile.js';
@@ -44,6 +45,7 @@ import { ROOT, TARGETS, TOP_LEVEL_ROLES } from '../tuf/roles.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
 import {
   applyKeyEdit,
+  keyExtrasProblem,
   keyIdProblem,
   keyTableProblem,
   sharedKey,
@@ -219,10 +221,20 @@ export function checkStagedRoot(
   if (roleNames !== [...TOP_LEVEL_ROLES].sort().join(',')) {
     refuse(`has the roles ${roleNames}, not exactly the four top-level ones`);
   }
+  const table = { keys: root.keys, roles: root.roles };
   const problem =
-    keyTableProblem({ keys: root.keys, roles: root.roles }) ??
-    keyIdProblem(root.keys);
+    keyTableProblem(table) ??
+    keyIdProblem(root.keys) ??
+    keyExtrasProblem(table);
   if (problem) refuse(problem);
+  if (root.specVersion !== published.specVersion) {
+    refuse(`changes spec_version to ${root.specVersion}`);
+  }
+  for (const [name, role] of Object.entries(root.roles)) {
+    if (Object.keys(role.unrecognizedFields ?? {}).length > 0) {
+      refuse(`adds fields to the ${name} role`);
+    }
+  }
   const extras = (r: Root) =>
     JSON.stringify(Object.keys(r.unrecognizedFields).sort());
   if (extras(root) !== extras(published)) refuse('adds fields to root');
@@ -234,6 +246,8 @@ export interface RootSigningStatus {
   previous: VerificationResult;
   /** Against the staged root's own root role. */
   own: VerificationResult;
+  /** Why publish would refuse the staged root whatever its signatures. */
+  problem?: string;
   ready: boolean;
 }
 
@@ -241,6 +255,7 @@ export interface RootSigningStatus {
 export function rootSigningStatus(
   published: Root,
   staged: Metadata<Root>,
+  now = new Date(),
 ): RootSigningStatus {
   const previous = verifyRole(
     ROOT,
@@ -252,11 +267,18 @@ export function rootSigningStatus(
     staged,
     roleKeysFor(staged.signed, ROOT) as RoleKeys,
   );
+  let problem: string | undefined;
+  try {
+    checkStagedRoot(published, staged, now);
+  } catch (err) {
+    problem = describeError(err);
+  }
   return {
     version: staged.signed.version,
     previous,
     own,
-    ready: previous.verified && own.verified,
+    problem,
+    ready: previous.verified && own.verified && !problem,
   };
 }
 

@@ -17,7 +17,7 @@
  * roles, which needs its own command.
  */
 import { join } from 'node:path';
-import { BadInputError } from '../errors.js';
+import { BadInputError, describeError } from '../errors.js';
 import { canonicalBytes } from '../tuf/canonical.js';
 import { expiresAt } from '../tuf/expiry.js';
 import {
@@ -40,6 +40,7 @@ import {
 import { TARGETS } from '../tuf/roles.js';
 import {
   applyKeyEdit,
+  keyExtrasProblem,
   keyIdProblem,
   keyTableProblem,
   sharedKey,
@@ -225,29 +226,52 @@ export function checkStagedTargets(
   if (t.delegations?.succinctRoles || extra(t) !== extra(published)) {
     refuse('adds fields to its delegations');
   }
+  const table = tableOf(t.delegations);
   const problem =
-    keyTableProblem(tableOf(t.delegations)) ??
-    keyIdProblem(t.delegations?.keys ?? {});
+    keyTableProblem(table) ??
+    keyIdProblem(table.keys) ??
+    keyExtrasProblem(table);
+  if (t.specVersion !== published.specVersion) {
+    refuse(`changes spec_version to ${t.specVersion}`);
+  }
   if (problem) refuse(problem);
 }
 
 export interface TargetsSigningStatus {
   version: number;
   own: VerificationResult;
+  /** Why publish would refuse the staged file whatever its signatures. */
+  problem?: string;
   ready: boolean;
 }
 
-/** Who has signed the staged targets, against `root`'s targets role. */
+/**
+ * Who has signed the staged targets, against `root`'s targets role, and
+ * whether publish would take it over `published`.
+ */
 export function targetsSigningStatus(
   root: Root,
+  published: Targets,
   staged: Metadata<Targets>,
+  now = new Date(),
 ): TargetsSigningStatus {
   const own = verifyRole(
     TARGETS,
     staged,
     roleKeysFor(root, TARGETS) as RoleKeys,
   );
-  return { version: staged.signed.version, own, ready: own.verified };
+  let problem: string | undefined;
+  try {
+    checkStagedTargets(published, staged, now);
+  } catch (err) {
+    problem = describeError(err);
+  }
+  return {
+    version: staged.signed.version,
+    own,
+    problem,
+    ready: own.verified && !problem,
+  };
 }
 
 /**

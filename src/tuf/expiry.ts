@@ -88,8 +88,12 @@ export function parseDuration(text: string, what: string): number {
   if (!(value >= SECOND)) {
     throw new BadInputError(`${what}: "${text}" must be at least one second`);
   }
-  if (!Number.isFinite(value)) {
-    throw new BadInputError(`${what}: "${text}" is too long`);
+  // Past 100 years a date soon needs more than four year digits, which
+  // clients that parse RFC 3339 (python-tuf, go-tuf) refuse.
+  if (!Number.isFinite(value) || value > MAX_PERIOD) {
+    throw new BadInputError(
+      `${what}: "${text}" is too long; at most ${MAX_PERIOD / DAY}d`,
+    );
   }
   return Math.round(value);
 }
