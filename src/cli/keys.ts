@@ -137,9 +137,9 @@ export function registerKeys(program: Command, io: CliIO): void {
           }
           io.out(
             `generated ${type} key ${file.key.keyID} in ${flags.out}\n` +
-              'Read the key id aloud or write it down; give the file (its ' +
-              'public half is all that is needed) to whoever stages ' +
-              `"tufota root edit --add-key ROLE=${flags.out}"\n`,
+              'Write the key id down. To hand the key over, write its public ' +
+              `half with "tufota key public ${flags.out} --out FILE" and ` +
+              'carry only that file; the key file stays here.\n',
           );
           return;
         }
