@@ -190,6 +190,45 @@ function report(
   );
 }
 
+/**
+ * One signing event's staging: the edit is checked with any generated
+ * keys in it, the keys are written, and only then the staged file.
+ */
+async function stageEdit(
+  flags: EditFlags,
+  cmd: Command,
+  io: CliIO,
+  event: {
+    roles: (repo: Repository) => Promise<string[]>;
+    prepare: (
+      repo: Repository,
+      edit: KeyEdit & { period?: number },
+    ) => Promise<Metadata<AnySigned>>;
+    path: (repo: Repository) => string;
+  },
+): Promise<void> {
+  const opts = cmd.optsWithGlobals<GlobalOptions>();
+  const repo = await Repository.open(opts.dir, { lock: true });
+  try {
+    const parsed = await parseEdit(flags, await event.roles(repo));
+    const md = await event.prepare(repo, {
+      ...parsed.edit,
+      period: parsed.period,
+    });
+    const made = await storeNewKeys(
+      parsed.newKeys,
+      flags.onlinePassphraseFile,
+      opts,
+      io,
+    );
+    const path = event.path(repo);
+    await stageMetadata(path, md);
+    report(io, opts, md, path, made);
+  } finally {
+    await repo.close();
+  }
+}
+
 export function registerEvents(
   program: Command,
   io: CliIO,
@@ -208,25 +247,13 @@ export function registerEvents(
           'with "tufota sign"',
       ),
     'a top-level role',
-  ).action(async (flags: EditFlags, cmd: Command) => {
-    const opts = cmd.optsWithGlobals<GlobalOptions>();
-    const { edit, newKeys, period } = await parseEdit(flags, TOP_LEVEL_ROLES);
-    const repo = await Repository.open(opts.dir, { lock: true });
-    try {
-      const md = await prepareRootEdit(repo, { ...edit, period });
-      const made = await storeNewKeys(
-        newKeys,
-        flags.onlinePassphraseFile,
-        opts,
-        io,
-      );
-      const path = stagedRootPath(repo.layout);
-      await stageMetadata(path, md);
-      report(io, opts, md, path, made);
-    } finally {
-      await repo.close();
-    }
-  });
+  ).action((flags: EditFlags, cmd: Command) =>
+    stageEdit(flags, cmd, io, {
+      roles: () => Promise.resolve([...TOP_LEVEL_ROLES]),
+      prepare: (repo, edit) => prepareRootEdit(repo, edit),
+      path: (repo) => stagedRootPath(repo.layout),
+    }),
+  );
 
   addEditOptions(
     targetsCommand
@@ -237,27 +264,18 @@ export function registerEvents(
           'holders then sign it with "tufota sign"',
       ),
     'a role delegated by targets',
-  ).action(async (flags: EditFlags, cmd: Command) => {
-    const opts = cmd.optsWithGlobals<GlobalOptions>();
-    const repo = await Repository.open(opts.dir, { lock: true });
-    try {
-      const published = (await repo.publishedTargets(TARGETS)).signed;
-      const roles = Object.keys(published.delegations?.roles ?? {});
-      const { edit, newKeys, period } = await parseEdit(flags, roles);
-      const md = await prepareTargetsEdit(repo, { ...edit, period });
-      const made = await storeNewKeys(
-        newKeys,
-        flags.onlinePassphraseFile,
-        opts,
-        io,
-      );
-      const path = stagedTargetsPath(repo.layout);
-      await stageMetadata(path, md);
-      report(io, opts, md, path, made);
-    } finally {
-      await repo.close();
-    }
-  });
+  ).action((flags: EditFlags, cmd: Command) =>
+    stageEdit(flags, cmd, io, {
+      // The roles targets delegates to, as published.
+      roles: async (repo) =>
+        Object.keys(
+          (await repo.publishedTargets(TARGETS)).signed.delegations?.roles ??
+            {},
+        ),
+      prepare: (repo, edit) => prepareTargetsEdit(repo, edit),
+      path: (repo) => stagedTargetsPath(repo.layout),
+    }),
+  );
 
   program
     .command('revoke')
