@@ -59,7 +59,7 @@ import {
   signWithThresholds,
   snapshotMetaFor,
   writePublication,
-} from './publish.js';
+} from './publish-write.js';
 
 /** The roles a new repository has keys for, in the order they are made. */
 export const KEYED_ROLES = [

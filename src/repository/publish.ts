@@ -15,18 +15,12 @@ import {
   Targets,
   Timestamp,
 } from '@tufjs/models';
-import { createHash } from 'node:crypto';
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import {
   BadInputError,
-  CorruptMetadataError,
   UnsignedMetadataError,
   describeError,
 } from '../errors.js';
-import { consistentTargetPath, checkTargetPath } from '../tuf/paths.js';
-import { checkCustom } from '../tuf/custom.js';
-import { join } from 'node:path';
-import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
 import {
   expiresAt,
@@ -35,157 +29,34 @@ import {
   type ExpiryPolicies,
 } from '../tuf/expiry.js';
 import {
-  addSignature,
-  requireThreshold,
   roleKeysFor,
-  serializeMetadata,
   targetsToJSON,
-  verifyRole,
   type AnySigned,
   type RoleKeys,
 } from '../tuf/metadata.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
 import { sharedKey } from './key-edit.js';
-import { checkStagedRoot, readStagedRoot, stagedRootPath } from './signing.js';
-import {
-  checkStagedTargets,
-  readStagedTargets,
-  rekeyBins,
-  rekeyedRoles,
-  stagedTargetsPath,
-} from './targets-event.js';
-import { canonicalBytes } from '../tuf/canonical.js';
-import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from './atomic.js';
-import { checkpoint } from './faults.js';
-import { writePublishedRecord, type Layout } from './layout.js';
-import { mapLimit } from './limit.js';
+import { stagedRootPath } from './signing.js';
+import { stagedTargetsPath } from './targets-event.js';
 import type { Repository } from './repository.js';
+import { checkDraft } from './draft-check.js';
+import {
+  acceptStagedRoot,
+  acceptStagedTargets,
+  applyTargetsEvent,
+  currentStagedRoot,
+  currentStagedTargets,
+  keysChanged,
+} from './publish-staged.js';
+import {
+  cleanTemporaries,
+  keepTimestampCopy,
+  signWithThresholds,
+  snapshotMetaFor,
+  writePublication,
+} from './publish-write.js';
 
 const log = logger.child({ module: 'repository/publish' });
-
-/** Targets roles written at once; each write is fsynced. */
-const WRITE_CONCURRENCY = 8;
-
-/**
- * Signs `md` afresh with every available key any of `trust` names, then
- * checks each threshold. A new root passes `trust` twice: the previous
- * root's root role and its own.
- */
-export async function signWithThresholds(
-  role: string,
-  md: Metadata<AnySigned>,
-  keyring: Keyring | undefined,
-  trust: RoleKeys[],
-): Promise<void> {
-  md.signatures = {};
-  const keyids = trust.flatMap((t) => t.keys.map((k) => k.keyID));
-  // A key that will not open does not stop the run while the others still
-  // reach every threshold; when they do not, the key that would not open
-  // is what the user needs to hear about.
-  const { signers, failures } = keyring
-    ? await keyring.trySignersFor(keyids)
-    : { signers: [], failures: [] };
-  for (const signer of signers) await addSignature(md, signer);
-  for (const t of trust) {
-    const result = verifyRole(role, md, t);
-    if (!result.verified && failures.length > 0) throw failures[0].error;
-    if (result.verified && failures.length > 0) {
-      log.warn(
-        { role, unopened: failures.map((f) => f.keyid) },
-        'signed without keys that would not open',
-      );
-    }
-    if (!result.verified) {
-      log.warn(
-        {
-          role,
-          threshold: result.threshold,
-          signed: result.signed.length,
-          missing: result.unsigned,
-        },
-        'refusing to publish a role below its threshold',
-      );
-    }
-    requireThreshold(result);
-  }
-}
-
-/** What one publication writes; `root` only when root changes. */
-export interface Publication {
-  root?: Metadata<Root>;
-  targets: Map<string, Metadata<Targets>>;
-  snapshot: Metadata<Snapshot>;
-  timestamp: Metadata<Timestamp>;
-}
-
-/** Writes a publication in the order that keeps clients safe. */
-export async function writePublication(
-  layout: Layout,
-  pub: Publication,
-  currentRoot: number,
-): Promise<void> {
-  const rootVersion = pub.root?.signed.version ?? currentRoot;
-  await mkdir(layout.metadata, { recursive: true });
-  const file = (name: string) => layout.metadataFile(name);
-
-  // Targets roles are new files no client can reach before the snapshot
-  // names them, so they go out a few at a time (hundreds of bins at one
-  // fsync each); all are written before the snapshot starts.
-  await mapLimit([...pub.targets], WRITE_CONCURRENCY, async ([role, md]) => {
-    await checkpoint(`publish:${role}`);
-    await writeFileAtomic(
-      file(`${md.signed.version}.${role}.json`),
-      serializeMetadata(md),
-      { deferDirSync: true },
-    );
-  });
-  await checkpoint('publish:snapshot');
-  await writeFileAtomic(
-    file(`${pub.snapshot.signed.version}.snapshot.json`),
-    serializeMetadata(pub.snapshot),
-    { deferDirSync: true },
-  );
-  await fsyncDir(layout.metadata);
-
-  if (pub.root) {
-    // A new root is visible to clients the moment it exists (they probe for
-    // N+1.root.json), so it goes after everything it may need.
-    await checkpoint('publish:root');
-    const bytes = serializeMetadata(pub.root);
-    await writeFileAtomic(file(`${pub.root.signed.version}.root.json`), bytes, {
-      deferDirSync: true,
-    });
-    await writeFileAtomic(file('root.json'), bytes);
-  }
-
-  // The versioned timestamp is history for auditors; clients only ever
-  // read timestamp.json, replaced here last and in one rename.
-  // timestamp.json goes first: the kept copy is history, and a kept copy
-  // newer than timestamp.json must only ever mean a rolled-back folder.
-  await checkpoint('publish:timestamp');
-  const tsBytes = serializeMetadata(pub.timestamp);
-  await writeFileAtomic(file('timestamp.json'), tsBytes);
-  await writeFileAtomic(
-    file(`${pub.timestamp.signed.version}.timestamp.json`),
-    tsBytes,
-  );
-  await writePublishedRecord(layout, {
-    root: rootVersion,
-    snapshot: pub.snapshot.signed.version,
-    timestamp: pub.timestamp.signed.version,
-  });
-  await checkpoint('publish:done');
-}
-
-/** A snapshot MetaFile for the timestamp: version, length and sha256. */
-export function snapshotMetaFor(md: Metadata<Snapshot>): MetaFile {
-  const bytes = serializeMetadata(md);
-  return new MetaFile({
-    version: md.signed.version,
-    length: bytes.length,
-    hashes: { sha256: createHash('sha256').update(bytes).digest('hex') },
-  });
-}
 
 export interface PublishOptions {
   /** Roles to re-sign as a new version even without changes. */
@@ -550,281 +421,4 @@ async function publishOnce(
   versions[TIMESTAMP] = timestamp.signed.version;
   log.info({ versions }, 'published');
   return { published: true, versions, unchanged, pending };
-}
-
-/**
- * The staged root, unless it is the root already published: a publish
- * killed after writing the new root but before removing the staged file
- * leaves that behind, and it must not block every later publish.
- */
-async function currentStagedRoot(
-  repo: Repository,
-): Promise<Metadata<Root> | undefined> {
-  const staged = await readStagedRoot(repo.layout);
-  if (!staged) return undefined;
-  const published = repo.rootHistory[staged.signed.version - 1];
-  if (
-    published &&
-    canonicalBytes(published.signed.toJSON()).equals(
-      canonicalBytes(staged.signed.toJSON()),
-    )
-  ) {
-    log.warn(
-      { version: staged.signed.version },
-      'removing a staged root that is already published',
-    );
-    await unlink(stagedRootPath(repo.layout)).catch(() => undefined);
-    return undefined;
-  }
-  return staged;
-}
-
-/**
- * The staged targets role, unless it is the one already published (left
- * behind by a publish killed before it removed the staged file).
- */
-async function currentStagedTargets(
-  repo: Repository,
-): Promise<Metadata<Targets> | undefined> {
-  const staged = await readStagedTargets(repo.layout);
-  if (!staged) return undefined;
-  const published = await repo.publishedTargets(TARGETS);
-  if (
-    published.signed.version === staged.signed.version &&
-    canonicalBytes(targetsToJSON(published.signed)).equals(
-      canonicalBytes(targetsToJSON(staged.signed)),
-    )
-  ) {
-    log.warn(
-      { version: staged.signed.version },
-      'removing a staged targets role that is already published',
-    );
-    await unlink(stagedTargetsPath(repo.layout)).catch(() => undefined);
-    return undefined;
-  }
-  return staged;
-}
-
-/**
- * A staged targets role is published as signed, once it carries a
- * threshold of valid signatures from the targets keys of the root it is
- * published under; keys this keyring holds add theirs first.
- */
-async function acceptStagedTargets(
-  repo: Repository,
-  staged: Metadata<Targets>,
-  root: Root,
-  now: Date,
-): Promise<void> {
-  if (repo.hasDraft(TARGETS)) {
-    throw new BadInputError(
-      'targets has a draft and a staged edit; discard one of them',
-    );
-  }
-  const published = (await repo.publishedTargets(TARGETS)).signed;
-  checkStagedTargets(published, staged, now);
-  const trust = roleKeysFor(root, TARGETS) as RoleKeys;
-  if (repo.keyring) {
-    // Keys whose signature is missing or does not verify (a damaged copy
-    // merged in): the keyring's signature replaces a bad one.
-    const wanted = verifyRole(TARGETS, staged, trust).unsigned;
-    const { signers } = await repo.keyring.trySignersFor(wanted);
-    for (const signer of signers) await addSignature(staged, signer);
-  }
-  dropStraySignatures(staged, [trust]);
-  requireThreshold({
-    ...verifyRole(TARGETS, staged, trust),
-    role: `targets v${staged.signed.version}`,
-  });
-}
-
-/**
- * Makes the staged targets role the working one and returns the roles its
- * new delegations require re-signed: each rekeyed role and, when the role
- * owning the hashed bins is one, every bin with its delegation rekeyed.
- */
-async function applyTargetsEvent(
-  repo: Repository,
-  staged: Metadata<Targets>,
-): Promise<string[]> {
-  const published = (await repo.publishedTargets(TARGETS)).signed;
-  repo.useWorking(TARGETS, staged.signed);
-  const roles = rekeyedRoles(published, staged.signed);
-  const bins = repo.config.bins;
-  if (bins && roles.includes(bins.parent)) {
-    const parent = await repo.workingTargets(bins.parent);
-    const names = Object.keys(parent.delegations?.roles ?? {}).filter((n) =>
-      n.startsWith(`${bins.parent}-bin-`),
-    );
-    const trust = roleKeysFor(staged.signed, bins.parent) as RoleKeys;
-    repo.useWorking(bins.parent, rekeyBins(parent, names, trust));
-    roles.push(...names);
-  }
-  return roles;
-}
-
-/**
- * Removes signatures by keys no trust set names: a holder who signed with
- * a key the event did not need adds nothing, and the published file should
- * not carry it.
- */
-function dropStraySignatures(
-  md: Metadata<AnySigned>,
-  trust: readonly RoleKeys[],
-): void {
-  const trusted = new Set(trust.flatMap((t) => t.keys.map((k) => k.keyID)));
-  for (const keyid of Object.keys(md.signatures)) {
-    if (!trusted.has(keyid)) {
-      log.info({ keyid }, 'dropping a signature by a key nothing trusts');
-      delete md.signatures[keyid];
-    }
-  }
-}
-
-function keysChanged(before: Root, after: Root, role: string): boolean {
-  const ids = (r: Root) => JSON.stringify(r.roles[role]?.toJSON() ?? null);
-  return ids(before) !== ids(after);
-}
-
-/**
- * A staged root is published only as the very next version, with a
- * threshold of valid signatures from the published root's keys and from
- * its own; keys this keyring holds add their signatures first.
- */
-async function acceptStagedRoot(
-  repo: Repository,
-  staged: Metadata<Root>,
-  now: Date,
-): Promise<Metadata<Root>> {
-  const expected = repo.root.signed.version + 1;
-  checkStagedRoot(repo.root.signed, staged, now);
-  const trust = [
-    roleKeysFor(repo.root.signed, ROOT) as RoleKeys,
-    roleKeysFor(staged.signed, ROOT) as RoleKeys,
-  ];
-  if (repo.keyring) {
-    const wanted = [
-      ...new Set(trust.flatMap((t) => verifyRole(ROOT, staged, t).unsigned)),
-    ];
-    const { signers } = await repo.keyring.trySignersFor(wanted);
-    for (const signer of signers) await addSignature(staged, signer);
-  }
-  dropStraySignatures(staged, trust);
-  const labels = [
-    `root v${expected} by the keys of root v${expected - 1}`,
-    `root v${expected} by its own keys`,
-  ];
-  trust.forEach((t, i) =>
-    requireThreshold({ ...verifyRole(ROOT, staged, t), role: labels[i] }),
-  );
-  return staged;
-}
-
-/**
- * Drafts are plain files on the writer's disk; before one is signed, every
- * entry that differs from the published role is held to the rules the
- * commands that write drafts follow: a valid path, owned by this role
- * through the delegations, stored under both hash names at its length. A
- * draft may not change delegations, which no draft-writing command does.
- */
-async function checkDraft(
-  repo: Repository,
-  role: string,
-  draft: Targets,
-  published: Targets | undefined,
-): Promise<void> {
-  const refuse = (why: string) => {
-    throw new CorruptMetadataError(
-      `the draft of ${role} ${why}; drop it with "tufota discard ${role}"`,
-    );
-  };
-  const delegations = (t: Targets | undefined) =>
-    JSON.stringify(t?.delegations?.toJSON() ?? null);
-  if (delegations(draft) !== delegations(published)) {
-    refuse('changes delegations');
-  }
-  const extras = (t: Targets | undefined) =>
-    JSON.stringify(t?.unrecognizedFields ?? {});
-  // @tufjs/models keeps unknown fields, `_type` among them, and writes them
-  // over its own: a draft may carry no field the published role lacks.
-  if (extras(draft) !== extras(published)) refuse('adds fields to the role');
-  const changed = Object.entries(draft.targets).filter(([path, target]) => {
-    const before = published?.targets[path];
-    return !(before && before.equals(target));
-  });
-  // A bulk import changes every entry of hundreds of bins: the stat calls
-  // run side by side, the path checks are cheap.
-  await mapLimit(changed, 64, async ([path, target]) => {
-    try {
-      checkTargetPath(path);
-    } catch (err) {
-      refuse(`lists a bad path: ${describeError(err)}`);
-    }
-    if ((await repo.ownerOf(path).catch(() => undefined)) !== role) {
-      refuse(`lists ${path}, which the delegations do not give to ${role}`);
-    }
-    const algorithms = Object.keys(target.hashes).sort().join(',');
-    if (algorithms !== 'sha256,sha512') {
-      refuse(`lists ${path} with hashes ${algorithms}, not sha256 and sha512`);
-    }
-    const fields = Object.keys(target.unrecognizedFields);
-    if (fields.some((f) => f !== 'custom')) {
-      refuse(
-        `lists ${path} with fields other than custom: ${fields.join(', ')}`,
-      );
-    }
-    if (target.unrecognizedFields.custom !== undefined) {
-      try {
-        checkCustom(target.unrecognizedFields.custom);
-      } catch (err) {
-        refuse(`lists ${path} with bad ${describeError(err)}`);
-      }
-    }
-    // Both names every client may build, at the listed length.
-    for (const digest of [target.hashes.sha256, target.hashes.sha512]) {
-      const file = join(
-        repo.layout.targets,
-        consistentTargetPath(path, digest),
-      );
-      const info = await stat(file).catch(() => undefined);
-      if (!info || info.size !== target.length) {
-        refuse(
-          `lists ${path}, but ${file} is missing or not ${target.length} bytes`,
-        );
-      }
-    }
-  });
-}
-
-/**
- * A publish killed between timestamp.json and its kept copy leaves the
- * history one short; the next publish puts the copy back.
- */
-async function keepTimestampCopy(repo: Repository): Promise<void> {
-  const name = `${repo.timestamp.signed.version}.timestamp.json`;
-  try {
-    await stat(repo.layout.metadataFile(name));
-  } catch {
-    log.warn({ file: name }, 'restoring the kept copy of the timestamp');
-    await writeFileAtomic(
-      repo.layout.metadataFile(name),
-      serializeMetadata(repo.timestamp),
-    );
-  }
-}
-
-/** Removes temporary files a killed writer left in metadata/. */
-async function cleanTemporaries(layout: Layout): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(layout.metadata);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (name.startsWith(TEMP_PREFIX)) {
-      log.info({ file: name }, 'removing a temporary file left by a crash');
-      await unlink(layout.metadataFile(name)).catch(() => undefined);
-    }
-  }
 }

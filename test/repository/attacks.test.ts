@@ -14,7 +14,8 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { generatePrivateKey, InMemorySigner } from '../../src/keys/keygen.js';
-import { publish, snapshotMetaFor } from '../../src/repository/publish.js';
+import { publish } from '../../src/repository/publish.js';
+import { snapshotMetaFor } from '../../src/repository/publish-write.js';
 import type { Repository } from '../../src/repository/repository.js';
 import { verifyRepository } from '../../src/repository/verify.js';
 import {
