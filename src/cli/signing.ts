@@ -76,7 +76,8 @@ export function registerSigning(program: Command, io: CliIO): void {
         ) {
           io.err(
             `note: key ${keyid} is not a root key of this root; the ` +
-              'signature counts only if the previous root trusts it\n',
+              'signature counts only if it is a root key of the previous ' +
+              'root\n',
           );
         }
         if (opts.json) {

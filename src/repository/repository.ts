@@ -296,7 +296,24 @@ export class Repository {
 
   /** Drops drafts: the named roles, or all of them. */
   async discardDrafts(roles?: string[]): Promise<string[]> {
-    const names = roles ?? this.pendingRoles();
+    // The role that owns the hashed bins stands for its bins too: a user
+    // who added images/* to it finds the drafts in the bins.
+    const bins = this.config.bins;
+    const expand = (role: string) =>
+      bins && role === bins.parent
+        ? [
+            ...(this.hasDraft(role) || this.#unsaved.has(role) ? [role] : []),
+            ...this.pendingRoles().filter((r) => this.#binParentOf(r) === role),
+          ]
+        : [role];
+    const names = roles
+      ? [...new Set(roles.flatMap(expand))]
+      : this.pendingRoles();
+    for (const role of roles ?? []) {
+      if (expand(role).length === 0) {
+        throw new NotFoundError(`${role} has no draft, nor have its bins`);
+      }
+    }
     for (const role of names) {
       if (!this.hasDraft(role) && !this.#unsaved.has(role)) {
         throw new NotFoundError(`${role} has no draft`);
