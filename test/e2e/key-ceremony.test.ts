@@ -5,6 +5,7 @@
  * shipped with 1.root.json only, following all three ceremonies.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import {
   mkdir,
   readFile,
@@ -42,21 +43,22 @@ const DOC = fileURLToPath(
 const EXPECTED_BLOCKS: readonly (readonly [string, string])[] = [
   ['build-machine', 'a9faff09877b'], // the offline package (not run)
   ['every-laptop', 'e04fe60b2a6e'], // its install (not run)
-  ['laptop-3', '562212510aae'], // 1.1 the new root key
-  ['repository', '3c479c991e37'], // 1.2 root rotate
-  ['laptop-1', '8a8ec9c92756'], // 1.3 signatures
-  ['laptop-2', 'cc0ec86ebf49'],
-  ['laptop-3', '05adb7c24e6c'],
-  ['repository', 'd38daa95c7ad'], // 1.4 merge, publish
+  ['laptop-3', 'ec6c4958738f'], // 1.1 the new root key, its public half
+  ['repository', 'e1887daa0e69'], // 1.2 root rotate, signing show
+  ['repository', '4e9f68353b18'], // the server's refresh, root waiting
+  ['laptop-1', 'e5b4cf717eeb'], // 1.3 signing show, signatures
+  ['laptop-2', 'd89fb0ff9b32'],
+  ['laptop-3', 'e6ea2f42c69a'],
+  ['repository', 'a5419c1de250'], // 1.4 merge, publish
   ['repository', 'af2459d5819e'], // 1.5 verify
   ['laptop-3', '7e07f8e0195f'], // 1.6 the old key destroyed
-  ['repository', 'f7d972aaedb4'], // 2 targets edit
-  ['laptop-1', 'b87e84184fbe'],
-  ['repository', '5f37d85b103f'],
-  ['repository', '154922e58bfb'], // 3 revoke
-  ['laptop-1', '8a8ec9c92756'],
-  ['laptop-3', '1dff189fa07a'],
-  ['repository', '59776b4e08d4'],
+  ['repository', '294f612af087'], // 2 targets edit
+  ['laptop-1', '01c38f73969b'],
+  ['repository', '7ca314610a5b'],
+  ['repository', '29b9c1e4a1ea'], // 3 revoke
+  ['laptop-1', 'e5b4cf717eeb'],
+  ['laptop-3', '8616b383c1d7'],
+  ['repository', '12bbdd63fa7e'], // publish, then the leaked key destroyed
 ];
 
 const LAPTOPS = ['laptop-1', 'laptop-2', 'laptop-3'] as const;
@@ -73,10 +75,34 @@ async function keyIdOf(file: string): Promise<string> {
   return (await readJson<{ keyid: string }>(file)).keyid;
 }
 
+async function sha256Of(file: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
+}
+
 /** The key ids that signed a published metadata file, sorted. */
 async function signersOf(file: string): Promise<string[]> {
   const md = await readJson<{ signatures: { keyid: string }[] }>(file);
   return md.signatures.map((s) => s.keyid).sort();
+}
+
+interface RoleStatus {
+  role: string;
+  version: number;
+  keyids: string[];
+}
+
+function statusOf(repoDir: string): Promise<RoleStatus[]> {
+  return cliJson<{ roles: RoleStatus[] }>(['--dir', repoDir, 'status']).then(
+    (s) => s.roles,
+  );
+}
+
+function roleIn(roles: RoleStatus[], name: string): RoleStatus {
+  const found = roles.find((r) => r.role === name);
+  assert.ok(found, name);
+  return found;
 }
 
 /**
@@ -126,17 +152,35 @@ function heldKey(laptopDir: string, role: 'root' | 'targets'): Promise<string> {
   return keyIdOf(join(laptopDir, 'tufota', `${role}-key.json`));
 }
 
+// What the stick may carry: copies to sign, the published files to check
+// them against, and a new holder's public key.
+const STICK_FILE =
+  /^stick\/((root|targets)-for-holder-\d|published-(root|targets)|new-root-key\.pub)\.json$/;
+
 /**
- * What a machine may hold between blocks: a laptop its key files only, so
- * no repository; the repository machine its repository and online keys,
- * never a key of root or targets. Laptop keys seen are added to `offline`.
+ * What a machine holds at the end of a block, the stick included: a laptop
+ * its key files only, so no repository; the repository machine its
+ * repository and online keys, never a key of root or targets. The stick
+ * never carries a sealed key, so the key a new holder makes reaches the
+ * repository machine only as its public half. Laptop keys seen are added to
+ * `offline`.
  */
 async function checkHoldings(
   machine: Machine,
   offline: Set<string>,
 ): Promise<void> {
   const files = Object.keys(await hashTree(machine.dir));
-  for (const file of files) {
+  for (const file of files.filter((f) => f.startsWith('stick/'))) {
+    assert.match(file, STICK_FILE, `the stick carries ${file}`);
+    const doc = await readJson<Record<string, unknown>>(
+      join(machine.dir, file),
+    );
+    assert.ok(
+      !('tufota_key' in doc) && !('private' in doc),
+      `${file} on the stick in ${machine.name} is a sealed key`,
+    );
+  }
+  for (const file of files.filter((f) => !f.startsWith('stick/'))) {
     if (machine.name !== 'repository') {
       assert.match(
         file,
@@ -155,24 +199,53 @@ async function checkHoldings(
   }
 }
 
+type Role = 'root' | 'targets';
+
 /**
- * Each hash a holder read must be the hash the lead read last for a staged
- * file; returns how many were compared.
+ * The hashes holders read aloud, against the ones the witness holds: a copy
+ * to sign against the lead's last hash of that staged file, the published
+ * file against the record (`recorded`, updated as the lead hashes newly
+ * published files). Returns how many were compared.
  */
-function compareCopiesWithStaged(steps: Step[]): number {
-  let staged: string | undefined;
+function compareHashes(steps: Step[], recorded: Record<Role, string>): number {
+  const staged: Partial<Record<Role, string>> = {};
   let compared = 0;
   for (const step of steps) {
     if (!step.command.startsWith('sha256sum ')) continue;
-    const hash = step.out.split(/\s/)[0];
-    if (step.machine === 'repository') {
-      staged = step.command.includes('.tufota/staged/') ? hash : undefined;
-      continue;
+    for (const line of step.out.trim().split('\n')) {
+      const [hash, file] = line.split(/\s+/);
+      const role = /(root|targets)[^/]*$/.exec(file)?.[1] as Role | undefined;
+      assert.ok(role, `${step.machine}: ${line}`);
+      if (step.machine === 'repository') {
+        if (file.includes('.tufota/staged/')) {
+          staged[role] = hash;
+        } else {
+          recorded[role] = hash;
+          delete staged[role];
+        }
+        continue;
+      }
+      const expected = basename(file).startsWith('published-')
+        ? recorded[role]
+        : staged[role];
+      assert.equal(hash, expected, `${step.machine}: ${line}`);
+      compared++;
     }
-    assert.equal(hash, staged, `${step.machine}: ${step.command}`);
-    compared++;
   }
   return compared;
+}
+
+/**
+ * The key changes `signing show --against` listed, the expiry left out:
+ * what a holder reads aloud before signing.
+ */
+function keyChangesShown(out: string): string[] {
+  const lines = out.split('\n');
+  const from = lines.findIndex((l) => l.startsWith('changes since '));
+  assert.ok(from >= 0, out);
+  return lines
+    .slice(from + 1)
+    .filter((l) => l !== '' && !l.startsWith('  expiry: '));
 }
 
 describe('docs/key-ceremony.md', () => {
@@ -215,6 +288,13 @@ describe('docs/key-ceremony.md', () => {
       return image;
     };
     const images = [await release('1.0.0')];
+    // The record of the last ceremony: here, of init.
+    const targetsVersion = roleIn(await statusOf(repoDir), 'targets').version;
+    fills.TARGETS_VERSION = String(targetsVersion);
+    const recorded: Record<Role, string> = {
+      root: await sha256Of(join(metadata, 'root.json')),
+      targets: await sha256Of(join(metadata, `${targetsVersion}.targets.json`)),
+    };
     const k1 = await heldKey(dirs['laptop-1'], 'root');
     const t1 = await heldKey(dirs['laptop-1'], 'targets');
     const k2 = await heldKey(dirs['laptop-2'], 'root');
@@ -252,13 +332,24 @@ describe('docs/key-ceremony.md', () => {
       checkHoldings(machine, offline),
     );
 
-    assert.ok(compareCopiesWithStaged(steps) > 0, 'holders compared hashes');
+    // Two hashes per signing block: the published file and the copy.
+    assert.equal(compareHashes(steps, recorded), 12, 'holders read hashes');
     assert.deepEqual(await readdir(stick.path), [], 'the stick is empty');
+
+    const { OLD_ROOT_KEYID, OLD_RELEASES_KEYID, LEAKED_KEYID } = fills;
+    // Replaced online keys are destroyed too, not only left unused.
+    const serverKeys = join(dirs.repository, 'keys');
+    for (const name of await readdir(serverKeys)) {
+      const keyid = await keyIdOf(join(serverKeys, name));
+      assert.ok(
+        keyid !== OLD_RELEASES_KEYID && keyid !== LEAKED_KEYID,
+        `${name} was to be destroyed`,
+      );
+    }
 
     // Every signing block counted: each published file carries the
     // signatures of exactly the keys the document had sign it.
     const k3 = await heldKey(dirs['laptop-3'], 'root');
-    const { OLD_ROOT_KEYID, OLD_RELEASES_KEYID, LEAKED_KEYID } = fills;
     assert.deepEqual(
       await signersOf(join(metadata, '2.root.json')),
       [k1, k2, OLD_ROOT_KEYID, k3].sort(),
@@ -269,19 +360,71 @@ describe('docs/key-ceremony.md', () => {
       [k1, k3].sort(),
     );
 
-    const status = await cliJson<{
-      roles: { role: string; version: number; keyids: string[] }[];
-    }>(['--dir', repoDir, 'status']);
-    const role = (name: string) => {
-      const found = status.roles.find((r) => r.role === name);
-      assert.ok(found, name);
-      return found;
-    };
+    const status = await statusOf(repoDir);
+    const role = (name: string) => roleIn(status, name);
     assert.equal(role('root').version, 3);
     assert.deepEqual([...role('root').keyids].sort(), [k1, k2, k3].sort());
     assert.notEqual(k3, OLD_ROOT_KEYID);
     assert.ok(!role('releases').keyids.includes(OLD_RELEASES_KEYID));
     assert.ok(!role('timestamp').keyids.includes(LEAKED_KEYID));
+    assert.deepEqual(
+      await signersOf(join(metadata, 'timestamp.json')),
+      role('timestamp').keyids,
+    );
+
+    // The new root key holder 3 read out when making it is the one every
+    // holder was shown as added, in full, next to the key it replaces.
+    const made = steps.find((s) => s.command.startsWith('tufota key generate'));
+    assert.equal(/ key ([0-9a-f]{64}) /.exec(made?.out ?? '')?.[1], k3);
+    const change = (name: string, added: string[], removed: string) => [
+      ...added.map((id) => `  ${name}: + key ${id}`),
+      `  ${name}: - key ${removed}`,
+    ];
+    const ceremony1 = change('root', [k3], OLD_ROOT_KEYID);
+    const ceremony2 = change(
+      'releases',
+      role('releases').keyids,
+      OLD_RELEASES_KEYID,
+    );
+    const ceremony3 = change(
+      'timestamp',
+      role('timestamp').keyids,
+      LEAKED_KEYID,
+    );
+    assert.deepEqual(
+      steps
+        .filter((s) => s.command.startsWith('tufota signing show'))
+        .map((s) => [s.machine, keyChangesShown(s.out)]),
+      [
+        ['repository', ceremony1],
+        ['laptop-1', ceremony1],
+        ['laptop-2', ceremony1],
+        ['laptop-3', ceremony1],
+        ['repository', ceremony2],
+        ['laptop-1', ceremony2],
+        ['repository', ceremony3],
+        ['laptop-1', ceremony3],
+        ['laptop-3', ceremony3],
+      ],
+    );
+    // The note on a key outside the root it signs comes once: for holder
+    // 3's old key, which signs for the previous root only.
+    assert.deepEqual(
+      steps
+        .filter((s) => s.err.includes('is not a root key of this root'))
+        .map((s) => [s.machine, s.command]),
+      [
+        [
+          'laptop-3',
+          'tufota sign "$STICK/root-for-holder-3.json" --key ~/tufota/root-key.json',
+        ],
+      ],
+    );
+    // The server's refresh went on while root v2 waited for its holders.
+    const refresh = steps.filter((s) => s.command.includes('--leave-staged'));
+    assert.equal(refresh.length, 1);
+    assert.match(refresh[0].err, /^root v2 stays staged: /m);
+    assert.match(refresh[0].out, /^published timestamp version \d+$/m);
 
     // Signed by the new releases key, published under the new timestamp key.
     images.push(await release('2.0.0'));

@@ -98,6 +98,14 @@ export interface Step {
   machine: string;
   command: string;
   out: string;
+  /** Notes and warnings a reader of the screen would see too. */
+  err: string;
+}
+
+/** What a command printed. */
+export interface Printed {
+  out: string;
+  err: string;
 }
 
 /**
@@ -108,14 +116,14 @@ async function bash(
   script: string,
   cwd: string,
   env: NodeJS.ProcessEnv,
-): Promise<string> {
+): Promise<Printed> {
   try {
-    const { stdout } = await execFileAsync(
+    const { stdout, stderr } = await execFileAsync(
       'bash',
       ['-c', `set -euo pipefail; shopt -s failglob\n${script}`],
       { cwd, env, maxBuffer: 16 * 1024 * 1024 },
     );
-    return stdout;
+    return { out: stdout, err: stderr };
   } catch (err) {
     const { stdout = '', stderr = '' } = err as {
       stdout?: string;
@@ -136,8 +144,8 @@ export class Machine {
     readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  /** Runs one command here and returns what it printed on stdout. */
-  async run(command: string): Promise<string> {
+  /** Runs one command here and returns what it printed. */
+  async run(command: string): Promise<Printed> {
     if (!/^tufota\s/.test(command)) {
       return bash(command, this.dir, this.env);
     }
@@ -146,7 +154,7 @@ export class Machine {
       throw new Error(`${command}: a tufota line must be one plain command`);
     }
     const expanded = await bash(`printf '%s\\0' ${words}`, this.dir, this.env);
-    const argv = expanded.split('\0').slice(0, -1);
+    const argv = expanded.out.split('\0').slice(0, -1);
     // The CLI resolves relative paths against the working folder, as it
     // does for a person typing in this machine's folder.
     const previous = process.cwd();
@@ -159,7 +167,7 @@ export class Machine {
             `${result.err}${result.out}`,
         );
       }
-      return result.out;
+      return { out: result.out, err: result.err };
     } finally {
       process.chdir(previous);
     }
@@ -205,8 +213,9 @@ export class Stick {
 
 /**
  * Runs blocks in order, each on the machine it names with the stick
- * plugged in, and `afterBlock` once it is out again. Any command that
- * fails stops the run.
+ * plugged in, and `afterBlock` before the stick is pulled out: what the
+ * stick carries is what that machine held. Any command that fails stops
+ * the run.
  */
 export async function replay(
   blocks: readonly DocBlock[],
@@ -222,11 +231,11 @@ export async function replay(
     }
     await stick.pluggedInto(machine, async () => {
       for (const command of commandsOf(block.text)) {
-        const out = await machine.run(command);
-        steps.push({ machine: machine.name, command, out });
+        const printed = await machine.run(command);
+        steps.push({ machine: machine.name, command, ...printed });
       }
+      await afterBlock(machine);
     });
-    await afterBlock(machine);
   }
   return steps;
 }
