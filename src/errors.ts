@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'BAD_PIN'
   | 'TOKEN'
   | 'CORRUPT_METADATA'
+  | 'BAD_STAGED_FILE'
   | 'NOT_A_REPOSITORY'
   | 'ALREADY_EXISTS'
   | 'LOCKED'
@@ -107,6 +108,13 @@ export class TokenError extends TufotaError {
 export class CorruptMetadataError extends TufotaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('CORRUPT_METADATA', message, options);
+  }
+}
+
+/** A staged signing-event file that cannot be read as metadata. */
+export class BadStagedFileError extends TufotaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BAD_STAGED_FILE', message, options);
   }
 }
 

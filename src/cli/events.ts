@@ -180,7 +180,7 @@ function report(
     return;
   }
   for (const key of made) {
-    io.out(`new ${key.role} key ${shortId(key.keyid)} in ${key.path}\n`);
+    io.out(`new ${key.role} key ${key.keyid} in ${key.path}\n`);
   }
   io.out(
     `staged ${md.signed.type} version ${md.signed.version} in ${path}\n` +
@@ -359,7 +359,7 @@ export function registerEvents(
           );
           if (result.generated) {
             io.out(
-              `new key ${shortId(result.generated.keyid)} in ` +
+              `new key ${result.generated.keyid} in ` +
                 `${result.generated.path}\n`,
             );
           }

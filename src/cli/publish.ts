@@ -47,7 +47,8 @@ export function registerPublish(program: Command, io: CliIO): void {
             return;
           }
           for (const p of result.pending) {
-            io.err(`${p.role} v${p.version} stays staged: ${p.reason}\n`);
+            const which = p.version > 0 ? `${p.role} v${p.version}` : p.role;
+            io.err(`${which} stays staged: ${p.reason}\n`);
           }
           for (const role of result.unchanged) {
             io.out(`${role}: draft changed nothing; dropped\n`);

@@ -18,6 +18,7 @@ import {
 import { unlink } from 'node:fs/promises';
 import {
   BadInputError,
+  BadStagedFileError,
   UnsignedMetadataError,
   describeError,
 } from '../errors.js';
@@ -220,7 +221,27 @@ async function publishOnce(
       return undefined;
     }
   };
-  let staged = await currentStagedRoot(repo);
+  // A staged file that does not even parse waits too, named as pending.
+  const readOrLeave = async <T>(
+    role: string,
+    read: () => Promise<T | undefined>,
+  ): Promise<T | undefined> => {
+    try {
+      return await read();
+    } catch (err) {
+      if (!options.leaveStaged || !(err instanceof BadStagedFileError)) {
+        throw err;
+      }
+      pending.push({
+        role,
+        version: 0,
+        reason: describeError(err),
+        missing: [],
+      });
+      return undefined;
+    }
+  };
+  let staged = await readOrLeave(ROOT, () => currentStagedRoot(repo));
   if (staged && finishing) {
     const waiting = staged;
     await orLeave(ROOT, waiting, () => {
@@ -257,7 +278,9 @@ async function publishOnce(
   if (rotated(TARGETS) && !changedTargets.includes(TARGETS)) {
     changedTargets.push(TARGETS);
   }
-  let stagedTargets = await currentStagedTargets(repo);
+  let stagedTargets = await readOrLeave(TARGETS, () =>
+    currentStagedTargets(repo),
+  );
   if (stagedTargets) {
     const md = stagedTargets;
     const accepted = await orLeave(TARGETS, md, async () => {

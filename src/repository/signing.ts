@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import {
   BadInputError,
   BadPassphraseError,
+  BadStagedFileError,
   CorruptMetadataError,
   describeError,
 } from '../errors.js';
@@ -107,13 +108,31 @@ export async function readStagedFile(
   }
 }
 
+/**
+ * Parses a staged file of `role`; one that does not parse (damaged, or
+ * not metadata at all) is a BadStagedFileError saying how to drop it.
+ */
+export function parseStaged<T>(role: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new BadStagedFileError(
+      `${describeError(err)}; drop it with "tufota signing discard ${role}"`,
+      { cause: err },
+    );
+  }
+}
+
 /** The staged root, or undefined when no root change is staged. */
 export async function readStagedRoot(
   layout: Layout,
 ): Promise<Metadata<Root> | undefined> {
   const path = stagedRootPath(layout);
   const bytes = await readStagedFile(path);
-  return bytes && parseMetadata(MetadataKind.Root, bytes, path);
+  return (
+    bytes &&
+    parseStaged(ROOT, () => parseMetadata(MetadataKind.Root, bytes, path))
+  );
 }
 
 export interface RootEdit extends KeyEdit {
@@ -268,10 +287,20 @@ export function rootSigningStatus(
     roleKeysFor(staged.signed, ROOT) as RoleKeys,
   );
   let problem: string | undefined;
-  try {
-    checkStagedRoot(published, staged, now);
-  } catch (err) {
-    problem = describeError(err);
+  const same =
+    staged.signed.version === published.version &&
+    canonicalBytes(staged.signed.toJSON()).equals(
+      canonicalBytes(published.toJSON()),
+    );
+  if (same) {
+    // A publish cut short before it removed the staged file.
+    problem = `root v${published.version} is already published; the next publish removes the staged file`;
+  } else {
+    try {
+      checkStagedRoot(published, staged, now);
+    } catch (err) {
+      problem = describeError(err);
+    }
   }
   return {
     version: staged.signed.version,

@@ -49,7 +49,12 @@ import {
 } from './key-edit.js';
 import type { Layout } from './layout.js';
 import type { Repository } from './repository.js';
-import { readStagedFile, readStagedRoot, stageMetadata } from './signing.js';
+import {
+  parseStaged,
+  readStagedFile,
+  readStagedRoot,
+  stageMetadata,
+} from './signing.js';
 
 function canonical(value: unknown): string {
   return canonicalBytes(value as Parameters<typeof canonicalBytes>[0]).toString(
@@ -67,7 +72,10 @@ export async function readStagedTargets(
 ): Promise<Metadata<Targets> | undefined> {
   const path = stagedTargetsPath(layout);
   const bytes = await readStagedFile(path);
-  return bytes && parseMetadata(MetadataKind.Targets, bytes, path);
+  return (
+    bytes &&
+    parseStaged(TARGETS, () => parseMetadata(MetadataKind.Targets, bytes, path))
+  );
 }
 
 export interface TargetsEdit extends KeyEdit {

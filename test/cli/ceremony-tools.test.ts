@@ -6,7 +6,13 @@
  * (`publish --leave-staged`).
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
+import {
+  copyFile,
+  mkdir,
+  readFile,
+  readdir,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliJson, cliOk, runCli } from '../helpers/cli.js';
 import { cleanupTempDirs, tempDir } from '../helpers/fixtures.js';
@@ -158,6 +164,43 @@ describe('ceremony tools on the command line', () => {
     );
     assert.equal(
       await cliOk([...at, 'signing', 'discard']),
+      'nothing is staged\n',
+    );
+  });
+
+  it('a staged file that does not parse waits under --leave-staged', async () => {
+    const { at, staged } = await setup();
+    await cliOk([...at, 'root', 'edit', '--threshold', 'root=3']);
+    await writeFile(staged('root'), '{"signed": not json');
+    const blocked = await runCli([...at, 'publish', '--resign', 'timestamp']);
+    assert.notEqual(blocked.code, 0);
+    assert.match(blocked.err, /drop it with "tufota signing discard root"/);
+    const renewed = await runCli([
+      ...at,
+      'publish',
+      '--resign',
+      'timestamp',
+      '--leave-staged',
+    ]);
+    assert.equal(renewed.code, 0, renewed.err);
+    assert.match(renewed.out, /^published timestamp version 2$/m);
+    assert.match(renewed.err, /^root stays staged: .*signing discard root/m);
+  });
+
+  it('status calls a staged root left by a cut-short publish published', async () => {
+    const { at, staged } = await setup();
+    await cliOk([...at, 'root', 'edit', '--threshold', 'root=3']);
+    await cliOk([...at, 'publish']);
+    // What a publish killed before its cleanup leaves.
+    await copyFile(join(at[1], 'metadata', '2.root.json'), staged('root'));
+    const status = await cliOk([...at, 'signing', 'status']);
+    assert.match(status, /root v2 is already published; the next publish/);
+    assert.match(
+      await cliOk([...at, 'publish', '--resign', 'timestamp']),
+      /timestamp/,
+    );
+    assert.equal(
+      await cliOk([...at, 'signing', 'status']),
       'nothing is staged\n',
     );
   });
