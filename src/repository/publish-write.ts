@@ -12,6 +12,7 @@ import type {
 import { MetaFile } from '@tufjs/models';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { UnsignedMetadataError } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
 import {
@@ -71,6 +72,21 @@ export async function signWithThresholds(
           missing: result.unsigned,
         },
         'refusing to publish a role below its threshold',
+      );
+    }
+    if (
+      !result.verified &&
+      keyring &&
+      !t.keys.some((k) => keyring.has(k.keyID))
+    ) {
+      // Often just a folder not named: say where keys were looked for.
+      const where = keyring.dirs.join(', ') || 'no folder';
+      throw new UnsignedMetadataError(
+        role,
+        `${role} has ${result.signed.length} of ${result.threshold} required ` +
+          `signatures, and none of its keys is in the keys folders (${where}); ` +
+          'name the folder holding them with --keys',
+        result.unsigned,
       );
     }
     requireThreshold(result);

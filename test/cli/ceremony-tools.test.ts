@@ -204,4 +204,24 @@ describe('ceremony tools on the command line', () => {
       'nothing is staged\n',
     );
   });
+
+  it('says where it looked when no key of a role is at hand', async () => {
+    const { base, at } = await setup();
+    const empty = join(base, 'empty-keys');
+    await mkdir(empty);
+    const result = await runCli([
+      '--dir',
+      at[1],
+      '--keys',
+      empty,
+      'publish',
+      '--resign',
+      'timestamp',
+    ]);
+    assert.notEqual(result.code, 0);
+    assert.match(
+      result.err,
+      /timestamp has 0 of 1 required signatures, and none of its keys is in the keys folders \(.*empty-keys\); name the folder holding them with --keys/,
+    );
+  });
 });
