@@ -484,6 +484,19 @@ describe('key rotations', () => {
             server.requests.includes(`/metadata/${c.rootVersion}.root.json`),
           );
         }
+        // Every root version stays published: a device shipped with any of
+        // them walks forward to the newest.
+        for (let v = 2; v < c.rootVersion; v++) {
+          const shipped = await newClient(
+            t.dir,
+            server,
+            join(t.dir, 'metadata', `${v}.root.json`),
+          );
+          assert.ok(
+            await shipped.updater.getTargetInfo('images/fw.img'),
+            `from root v${v}`,
+          );
+        }
       } finally {
         await server.close();
       }
