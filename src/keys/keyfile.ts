@@ -30,6 +30,7 @@ import {
 } from '../errors.js';
 import { writeFileAtomic } from '../repository/atomic.js';
 import { computeKeyId } from '../tuf/canonical.js';
+import { comparableKey } from '../tuf/metadata.js';
 import { publicKeyFor } from './keygen.js';
 import { checkNewPassphrase, type PassphraseSource } from './passphrase.js';
 
@@ -185,6 +186,12 @@ export function publicKeyFromJSON(
     throw new BadKeyFileError(`${what} has a malformed public key`, {
       cause: err,
     });
+  }
+  if (!comparableKey(key)) {
+    throw new BadKeyFileError(
+      `${what} has a ${key.keyType} key tufota does not use: only ed25519, ` +
+        'P-256 and plain RSA keys, in forms that can be compared',
+    );
   }
   if (computeKeyId(key) !== keyid) {
     throw new BadKeyFileError(

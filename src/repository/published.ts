@@ -147,6 +147,14 @@ export class PublishedState {
     // still verify them, they are taken as they are, and the next publish
     // re-signs them under the new root (`unfinishedRoot`).
     let unfinished = false;
+    // Only a publish that wrote a root it never recorded as published can
+    // have been cut short; otherwise files the previous root's keys signed
+    // are planted (with a key since rotated away, say) and must fail.
+    const record = await readPublishedRecord(layout);
+    const cutShort =
+      previous !== undefined &&
+      record !== undefined &&
+      record.root < root.signed.version;
     const checkUnder = (
       role: string,
       md: Metadata<Root | Targets | Snapshot | Timestamp>,
@@ -155,7 +163,7 @@ export class PublishedState {
       try {
         requireSigned(role, md, keysOf(root.signed, role), source);
       } catch (err) {
-        if (!previous) throw err;
+        if (!previous || !cutShort) throw err;
         try {
           requireSigned(role, md, keysOf(previous.signed, role), source);
         } catch {

@@ -3,7 +3,7 @@
  * `roles`, or a targets role's delegations. Pure, so the device client
  * checks what it fetches by the same rules the repository publishes by.
  */
-import { publicIdentity } from './metadata.js';
+import { comparableKey, publicIdentity } from './metadata.js';
 import type { Key } from './models.js';
 
 export interface KeyTable {
@@ -13,8 +13,8 @@ export interface KeyTable {
 
 /**
  * What any key table must be for its file to publish: every role's key ids
- * listed in the key map, each threshold reachable, no public key under two
- * ids. Returns the first problem, worded to follow "the staged file ...".
+ * listed in the key map, each threshold reachable, every key of a kind
+ * that can be compared, no public key under two ids. Returns the first problem, worded to follow "the staged file ...".
  */
 export function keyTableProblem(table: KeyTable): string | undefined {
   for (const [name, role] of Object.entries(table.roles)) {
@@ -28,6 +28,13 @@ export function keyTableProblem(table: KeyTable): string | undefined {
   }
   const identities = new Map<string, string>();
   for (const key of Object.values(table.keys)) {
+    if (!comparableKey(key)) {
+      return (
+        `lists key ${key.keyID} (${key.keyType}, ${key.scheme}), which is ` +
+        'not an ed25519, P-256 or RSA key in a form that can be told apart ' +
+        'from the others'
+      );
+    }
     const identity = publicIdentity(key);
     const other = identities.get(identity);
     if (other) {

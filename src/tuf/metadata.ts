@@ -16,6 +16,7 @@ import {
 import { CorruptMetadataError, UnsignedMetadataError } from '../errors.js';
 import { canonicalBytes } from './canonical.js';
 import { getPublicKey } from './models.js';
+import type { JsonWebKey as NodeJsonWebKey } from 'node:crypto';
 
 export type AnySigned = Root | Targets | Snapshot | Timestamp;
 export type KindOf<T extends AnySigned> = T extends Root
@@ -260,26 +261,56 @@ export interface VerificationResult {
   verified: boolean;
 }
 
+/** The JWK of the key clients verify with, or undefined if there is none. */
+function decodedJwk(key: Key): NodeJsonWebKey | undefined {
+  try {
+    const { key: decoded } = getPublicKey({
+      keyType: key.keyType,
+      scheme: key.scheme,
+      keyVal: key.keyVal.public ?? '',
+    });
+    return decoded.export({ format: 'jwk' });
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * What a public key is, however it is written: the key clients would
  * verify with, as @tufjs/models decodes it from the key's fields (hex or
  * PEM, a compressed or uncompressed EC point, a hex string it truncates),
  * in JWK form. Two entries with one identity are one key, however their
- * text or key ids differ. A key the library cannot decode verifies
- * nothing; its text stands for it.
+ * text or key ids differ. A key without a JWK form falls back to its text,
+ * which proves nothing; `comparableKey` tells those apart, and key tables
+ * refuse them.
  */
 export function publicIdentity(key: Key): string {
-  const value = key.keyVal.public ?? '';
-  try {
-    const { key: decoded } = getPublicKey({
-      keyType: key.keyType,
-      scheme: key.scheme,
-      keyVal: value,
-    });
-    const jwk = decoded.export({ format: 'jwk' });
-    return `jwk:${JSON.stringify(jwk, Object.keys(jwk).sort())}`;
-  } catch {
-    return `text:${key.keyType}:${value}`;
+  const jwk = decodedJwk(key);
+  if (!jwk) return `text:${key.keyType}:${key.keyVal.public ?? ''}`;
+  return `jwk:${JSON.stringify(jwk, Object.keys(jwk).sort())}`;
+}
+
+/**
+ * Whether a key is one of the three kinds tufota signs with, decoded to
+ * exactly that kind: ed25519, ECDSA on P-256, or a plain RSA key for
+ * RSASSA-PSS. Only such keys can be compared with each other; an RSA key
+ * written with the RSA-PSS algorithm id, or an EC key on another curve,
+ * verifies the same signatures under a text no comparison can see through.
+ */
+export function comparableKey(key: Key): boolean {
+  const jwk = decodedJwk(key);
+  if (!jwk) return false;
+  switch (key.scheme) {
+    case 'ed25519':
+      return (
+        key.keyType === 'ed25519' && jwk.kty === 'OKP' && jwk.crv === 'Ed25519'
+      );
+    case 'ecdsa-sha2-nistp256':
+      return jwk.kty === 'EC' && jwk.crv === 'P-256';
+    case 'rsassa-pss-sha256':
+      return key.keyType === 'rsa' && jwk.kty === 'RSA';
+    default:
+      return false;
   }
 }
 

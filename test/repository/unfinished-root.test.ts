@@ -6,15 +6,27 @@
  * under the new root, so clients that already took the new root recover.
  */
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InMemorySigner } from '../../src/keys/keygen.js';
+import { readKeyFile, unsealPrivateKey } from '../../src/keys/keyfile.js';
 import { publish } from '../../src/repository/publish.js';
+import {
+  MetadataKind,
+  addSignature,
+  parseMetadata,
+  serializeMetadata,
+} from '../../src/tuf/metadata.js';
 import { Repository } from '../../src/repository/repository.js';
 import { editRoot, stagedRootPath } from '../../src/repository/signing.js';
 import { editTargets } from '../../src/repository/targets-event.js';
 import { verifyRepository } from '../../src/repository/verify.js';
 import { newClient, reopen } from '../helpers/client.js';
-import { cleanupTempDirs, createTestRepo } from '../helpers/fixtures.js';
+import {
+  TEST_PASSPHRASE,
+  cleanupTempDirs,
+  createTestRepo,
+} from '../helpers/fixtures.js';
 import {
   KeyBox,
   collectSignatures,
@@ -98,6 +110,31 @@ describe('a publish cut short after its new root', () => {
       await reopen(device.metadataDir, device.targetDir, server).refresh();
       const fresh = await newClient(t.dir, server);
       await fresh.updater.refresh();
+
+      // Once the publish is whole, a timestamp the rotated-away key signed
+      // is a plant, not an unfinished publish: the writer refuses it.
+      const path = join(t.dir, 'metadata', 'timestamp.json');
+      const json = JSON.parse(await readFile(path, 'utf8')) as {
+        signed: { version: number };
+        signatures: unknown[];
+      };
+      json.signed.version += 5;
+      json.signatures = [];
+      const planted = parseMetadata(
+        MetadataKind.Timestamp,
+        Buffer.from(JSON.stringify(json)),
+        path,
+      );
+      const oldKey = await readKeyFile(await keys.path('timestamp-1'));
+      await addSignature(
+        planted,
+        new InMemorySigner(await unsealPrivateKey(oldKey, TEST_PASSPHRASE)),
+      );
+      await writeFile(path, serializeMetadata(planted));
+      await assert.rejects(
+        Repository.open(t.dir),
+        /timestamp\.json fails its signature check/,
+      );
     } finally {
       await server.close();
     }

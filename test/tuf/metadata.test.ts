@@ -244,3 +244,49 @@ describe('publicIdentity: one key however it is written', () => {
     }
   });
 });
+
+describe('comparableKey', () => {
+  it('refuses keys whose kind hides their identity', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { comparableKey } = await import('../../src/tuf/metadata.js');
+    const { keyTableProblem } = await import('../../src/tuf/key-table.js');
+    const pem = (type: 'rsa-pss' | 'ec') =>
+      (type === 'rsa-pss'
+        ? generateKeyPairSync('rsa-pss', { modulusLength: 2048 })
+        : generateKeyPairSync('ec', { namedCurve: 'brainpoolP256r1' })
+      ).publicKey
+        .export({ format: 'pem', type: 'spki' })
+        .toString();
+    const pss = new Key({
+      keyID: 'a'.repeat(64),
+      keyType: 'rsa',
+      scheme: 'rsassa-pss-sha256',
+      keyVal: { public: pem('rsa-pss') },
+    });
+    const brainpool = new Key({
+      keyID: 'b'.repeat(64),
+      keyType: 'ecdsa',
+      scheme: 'ecdsa-sha2-nistp256',
+      keyVal: { public: pem('ec') },
+    });
+    for (const key of [pss, brainpool]) {
+      assert.equal(comparableKey(key), false, key.keyID);
+      assert.match(
+        keyTableProblem({
+          keys: { [key.keyID]: key },
+          roles: { root: { keyIDs: [key.keyID], threshold: 1 } },
+        }) ?? '',
+        /not an ed25519, P-256 or RSA key in a form that can be told apart/,
+      );
+    }
+    const { generatePrivateKey, publicKeyFor } =
+      await import('../../src/keys/keygen.js');
+    for (const type of [
+      'ed25519',
+      'ecdsa-sha2-nistp256',
+      'rsassa-pss-sha256',
+    ] as const) {
+      assert.ok(comparableKey(publicKeyFor(generatePrivateKey(type))), type);
+    }
+  });
+});
