@@ -14,11 +14,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CorruptMetadataError, NotARepositoryError } from '../errors.js';
+import {
+  CorruptMetadataError,
+  NotARepositoryError,
+  describeError,
+} from '../errors.js';
 import type { BinLayout } from '../tuf/bins.js';
 import {
   DEFAULT_EXPIRY,
   EXPIRY_KEYS,
+  checkExpiryPolicy,
   type ExpiryPolicies,
 } from '../tuf/expiry.js';
 import { writeFileAtomic } from './atomic.js';
@@ -90,11 +95,25 @@ export async function readConfig(layout: Layout): Promise<RepositoryConfig> {
   const expiry = { ...DEFAULT_EXPIRY };
   for (const key of EXPIRY_KEYS) {
     const policy = config.expiry[key];
-    if (
-      policy &&
-      Number.isFinite(policy.period) &&
-      Number.isFinite(policy.refreshWindow)
-    ) {
+    if (policy) {
+      // The file is plain JSON anyone may edit: a negative or huge period
+      // would publish roles already expired or dated past year 9999. A
+      // refresh window as long as the period only keeps the role always
+      // due, which tests and impatient operators use.
+      try {
+        checkExpiryPolicy(key, {
+          period: policy.period,
+          refreshWindow: Math.min(policy.refreshWindow, policy.period / 2),
+        });
+        if (!(policy.refreshWindow >= 0)) {
+          throw new Error(`${key}: the refresh window must not be negative`);
+        }
+      } catch (err) {
+        throw new CorruptMetadataError(
+          `${layout.config}: ${describeError(err)}`,
+          { cause: err },
+        );
+      }
       expiry[key] = policy;
     }
   }

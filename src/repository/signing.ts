@@ -9,8 +9,9 @@
  * The targets role's signing events are in `targets-event.ts`; both use
  * `tufota sign` and `signing merge` from here.
  */
-import { mkdir, readFile, realpath, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, realpath, stat, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import {
   BadInputError,
   BadPassphraseError,
@@ -26,6 +27,7 @@ import { canonicalBytes } from '../tuf/canonical.js';
 import {
   DEFAULT_EXPIRY,
   expiresAt,
+  expiresProblem,
   expiryKeyFor,
   msUntil,
 } from '../tuf/expiry.js';
@@ -83,7 +85,7 @@ export async function discardStaged(
   }
   const dropped = [];
   for (const role of roles.length > 0 ? roles : Object.keys(paths)) {
-    const gone = await unlink(paths[role]).then(
+    const gone = await rm(paths[role], { recursive: true }).then(
       () => true,
       (err: unknown) => {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
@@ -96,15 +98,33 @@ export async function discardStaged(
   return dropped;
 }
 
-/** A staged file's bytes, or undefined when there is none. */
+/**
+ * A staged file's bytes, or undefined when there is none. Only a regular
+ * file of metadata size is read: a pipe left there would hang every
+ * publish while it holds the writer lock.
+ */
 export async function readStagedFile(
   path: string,
 ): Promise<Buffer | undefined> {
+  let handle;
   try {
-    return await readFile(path);
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
+  }
+  try {
+    const info = await handle.stat();
+    const role = basename(path, '.json');
+    if (!info.isFile() || info.size > MAX_METADATA_BYTES) {
+      throw new BadStagedFileError(
+        `${path} is not a regular file of at most ${MAX_METADATA_BYTES} ` +
+          `bytes; drop it with "tufota signing discard ${role}"`,
+      );
+    }
+    return await handle.readFile();
+  } finally {
+    await handle.close();
   }
 }
 
@@ -234,6 +254,8 @@ export function checkStagedRoot(
         `${published.version + 1}, with no number skipped`,
     );
   }
+  const badExpiry = expiresProblem(root.expires, now);
+  if (badExpiry) refuse(`says ${badExpiry}`);
   if (root.isExpired(now)) refuse(`expired at ${root.expires}`);
   if (!root.consistentSnapshot) refuse('turns consistent snapshots off');
   const roleNames = Object.keys(root.roles).sort().join(',');
@@ -246,6 +268,16 @@ export function checkStagedRoot(
     keyIdProblem(root.keys) ??
     keyExtrasProblem(table);
   if (problem) refuse(problem);
+  const roleOfKey = new Map<string, string>();
+  for (const [name, role] of Object.entries(root.roles)) {
+    for (const id of role.keyIDs) {
+      const other = roleOfKey.get(id);
+      if (other && other !== name) {
+        refuse(`gives key ${id} to both ${other} and ${name}`);
+      }
+      roleOfKey.set(id, name);
+    }
+  }
   if (root.specVersion !== published.specVersion) {
     refuse(`changes spec_version to ${root.specVersion}`);
   }
@@ -369,6 +401,11 @@ async function readForSigning(
 ): Promise<Metadata<AnySigned>> {
   const md = await readAnyMetadata(path);
   const now = options.now ?? new Date();
+  const badExpiry = expiresProblem(md.signed.expires, now);
+  if (badExpiry) {
+    // Not a clock question: no --force signs a date clients disagree on.
+    throw new BadInputError(`${path}: ${badExpiry}`);
+  }
   const left = msUntil(md.signed.expires, now);
   const window = DEFAULT_EXPIRY[expiryKeyFor(md.signed.type)].refreshWindow;
   if (!options.force && left <= window) {

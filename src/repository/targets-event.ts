@@ -19,7 +19,7 @@
 import { join } from 'node:path';
 import { BadInputError, describeError } from '../errors.js';
 import { canonicalBytes } from '../tuf/canonical.js';
-import { expiresAt } from '../tuf/expiry.js';
+import { expiresAt, expiresProblem } from '../tuf/expiry.js';
 import {
   copyTargets,
   parseMetadata,
@@ -206,6 +206,8 @@ export function checkStagedTargets(
         `${published.version + 1}`,
     );
   }
+  const badExpiry = expiresProblem(t.expires, now);
+  if (badExpiry) refuse(`says ${badExpiry}`);
   if (t.isExpired(now)) refuse(`expired at ${t.expires}`);
   // Compared canonically: a holder's tool may write keys in another order.
   const entries = (x: Targets) => {

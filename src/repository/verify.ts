@@ -26,6 +26,7 @@ import {
   type TargetFile,
   type Targets,
 } from '../tuf/models.js';
+import { expiresProblem } from '../tuf/expiry.js';
 import { consistentTargetPath } from '../tuf/paths.js';
 import { ROOT, SNAPSHOT, TARGETS, TIMESTAMP } from '../tuf/roles.js';
 import { Layout, readPublishedRecord } from './layout.js';
@@ -131,7 +132,9 @@ export async function verifyRepository(
     }
   };
   const checkExpiry = (md: Metadata<AnySigned>, name: string) => {
-    if (md.signed.isExpired(now)) {
+    const bad = expiresProblem(md.signed.expires, now);
+    if (bad) problems.push(`${name}: ${bad}`);
+    else if (md.signed.isExpired(now)) {
       problems.push(`${name}: expired at ${md.signed.expires}`);
     }
   };

@@ -159,3 +159,29 @@ export function expiresAt(now: Date, period: number): string {
 export function msUntil(expires: string, now: Date): number {
   return Date.parse(expires) - now.getTime();
 }
+
+/**
+ * Why an `expires` value is not one every client reads the same way, or
+ * undefined: it must be `YYYY-MM-DDTHH:MM:SSZ` (what the specification's
+ * examples and python-tuf and go-tuf parse), a real date, at most 100
+ * years past `now`. tuf-js takes an unparseable date as never expiring.
+ */
+export function expiresProblem(
+  expires: string,
+  now = new Date(),
+): string | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(expires)) {
+    return `expires "${expires}" is not of the form YYYY-MM-DDTHH:MM:SSZ`;
+  }
+  const time = Date.parse(expires);
+  if (
+    Number.isNaN(time) ||
+    new Date(time).toISOString().slice(0, 19) !== expires.slice(0, 19)
+  ) {
+    return `expires "${expires}" is not a real date`;
+  }
+  if (time - now.getTime() > MAX_PERIOD) {
+    return `expires ${expires}, more than 100 years ahead`;
+  }
+  return undefined;
+}

@@ -7,7 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  mkdir,
+  readFile,
+  readdir,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliJson, cliOk, runCli } from '../helpers/cli.js';
 import { cleanupTempDirs, tempDir } from '../helpers/fixtures.js';
@@ -101,6 +107,22 @@ describe('signing events, hardened', () => {
       problem: /adds fields to key|not the hash of its key/,
     },
     {
+      name: 'says it never expires',
+      edit: (j) => {
+        (j.signed as unknown as { expires: string }).expires = 'never';
+      },
+      problem: /expires "never" is not of the form YYYY-MM-DDTHH:MM:SSZ/,
+    },
+    {
+      name: 'gives one key two top-level roles',
+      edit: (j) => {
+        const roles = j.signed.roles as Record<string, { keyids: string[] }>;
+        roles.root.keyids.push(roles.timestamp.keyids[0]);
+      },
+      problem:
+        /gives key [0-9a-f]{64} to both root and timestamp|to both timestamp and root/,
+    },
+    {
       name: 'changes spec_version',
       edit: (j) => {
         j.signed.spec_version = '1.0.99';
@@ -164,5 +186,60 @@ describe('signing events, hardened', () => {
     // Every root key is at hand here: publish must sign over the bad ones.
     const out = await cliOk([...at, 'publish']);
     assert.match(out, /^published root version 2$/m);
+  });
+
+  it('signs no file whose expiry clients would read differently', async () => {
+    const { base, at, keyFile, staged } = await setup();
+    await cliOk([...at, 'root', 'edit', '--expiry', '300d']);
+    const json = JSON.parse(await readFile(staged, 'utf8')) as {
+      signed: { expires: string };
+    };
+    json.signed.expires = '2030-01-01T00:00:00.000Z';
+    const copy = join(base, 'ms.json');
+    await writeFile(copy, JSON.stringify(json));
+    for (const force of [[], ['--force']]) {
+      const result = await runCli([
+        'sign',
+        copy,
+        '--key',
+        await keyFile('root-1-'),
+        ...force,
+      ]);
+      assert.notEqual(result.code, 0);
+      assert.match(result.err, /is not of the form YYYY-MM-DDTHH:MM:SSZ/);
+    }
+  });
+
+  it('a pipe as a staged file neither hangs nor stops the refresh', async () => {
+    const { at } = await setup();
+    const stagedTargets = join(at[1], '.tufota', 'staged', 'targets.json');
+    await mkdir(join(at[1], '.tufota', 'staged'), { recursive: true });
+    execFileSync('mkfifo', [stagedTargets]);
+    const result = await runCli([
+      ...at,
+      'publish',
+      '--resign',
+      'timestamp',
+      '--leave-staged',
+    ]);
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.err, /targets stays staged: .*not a regular file/);
+    assert.match(
+      await cliOk([...at, 'signing', 'discard', 'targets']),
+      /discarded the staged targets/,
+    );
+  });
+
+  it('refuses a settings file with a period clients cannot use', async () => {
+    const { at } = await setup();
+    const path = join(at[1], '.tufota', 'config.json');
+    const config = JSON.parse(await readFile(path, 'utf8')) as {
+      expiry: { snapshot: { period: number } };
+    };
+    config.expiry.snapshot.period = -5000;
+    await writeFile(path, JSON.stringify(config));
+    const result = await runCli([...at, 'publish', '--resign', 'snapshot']);
+    assert.notEqual(result.code, 0);
+    assert.match(result.err, /config\.json: snapshot: the expiry period/);
   });
 });
