@@ -17,6 +17,7 @@ import {
   type RoleKeys,
 } from '../tuf/metadata.js';
 import { ROOT, TARGETS } from '../tuf/roles.js';
+import { sharedKey } from './key-edit.js';
 import { checkStagedRoot, readStagedRoot, stagedRootPath } from './signing.js';
 import {
   checkStagedTargets,
@@ -101,6 +102,14 @@ export async function acceptStagedTargets(
   }
   const published = (await repo.publishedTargets(TARGETS)).signed;
   checkStagedTargets(published, staged, now);
+  const shared = sharedKey(staged.signed.delegations?.keys ?? {}, root.keys);
+  if (shared) {
+    throw new BadInputError(
+      `the staged targets gives key ${shared.a} to a delegated role while ` +
+        `root v${root.version} has it for a top-level role; a key may serve ` +
+        'one role only',
+    );
+  }
   const trust = roleKeysFor(root, TARGETS) as RoleKeys;
   if (repo.keyring) {
     // Keys whose signature is missing or does not verify (a damaged copy

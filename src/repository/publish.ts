@@ -260,9 +260,11 @@ async function publishOnce(
       );
     }
     const stagedRoot = staged;
-    newRoot = await orLeave(ROOT, stagedRoot, () =>
-      acceptStagedRoot(repo, stagedRoot, now),
-    );
+    newRoot = await orLeave(ROOT, stagedRoot, async () => {
+      const accepted = await acceptStagedRoot(repo, stagedRoot, now);
+      onlineKeysAtHand(repo, accepted.signed);
+      return accepted;
+    });
     if (!newRoot) staged = undefined;
   }
   const root = newRoot?.signed ?? repo.root.signed;
@@ -444,4 +446,25 @@ async function publishOnce(
   versions[TIMESTAMP] = timestamp.signed.version;
   log.info({ versions }, 'published');
   return { published: true, versions, unchanged, pending };
+}
+
+/**
+ * A new root that moves timestamp or snapshot to keys this server does not
+ * hold could be published, but then nothing could sign under it: refused
+ * here, before anything is written, so `--leave-staged` keeps it waiting.
+ */
+function onlineKeysAtHand(repo: Repository, next: Root): void {
+  if (!repo.keyring) return;
+  for (const role of [TIMESTAMP, SNAPSHOT]) {
+    if (!keysChanged(repo.root.signed, next, role)) continue;
+    const trust = roleKeysFor(next, role) as RoleKeys;
+    const held = trust.keys.filter((k) => repo.keyring?.has(k.keyID)).length;
+    if (held < trust.threshold) {
+      throw new BadInputError(
+        `the staged root gives ${role} keys this server holds ${held} of ` +
+          `(${trust.threshold} needed); put the new ${role} key files in a ` +
+          '--keys folder before publishing it',
+      );
+    }
+  }
 }

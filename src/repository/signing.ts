@@ -186,7 +186,15 @@ export async function prepareRootEdit(
     TOP_LEVEL_ROLES,
     'top-level role',
   );
-  const delegated = (await repo.publishedTargets(TARGETS)).signed.delegations;
+  // Against the staged targets too: both will publish together.
+  const stagedTargets = await readStagedFile(
+    join(repo.layout.state, 'staged', 'targets.json'),
+  );
+  const delegated = stagedTargets
+    ? parseStaged(TARGETS, () =>
+        parseMetadata(MetadataKind.Targets, stagedTargets, 'staged targets'),
+      ).signed.delegations
+    : (await repo.publishedTargets(TARGETS)).signed.delegations;
   const shared = sharedKey(table.keys, delegated?.keys ?? {});
   if (shared) {
     throw new BadInputError(

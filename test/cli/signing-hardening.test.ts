@@ -242,4 +242,66 @@ describe('signing events, hardened', () => {
     assert.notEqual(result.code, 0);
     assert.match(result.err, /config\.json: snapshot: the expiry period/);
   });
+
+  it('refuses one key for a delegated role and a top-level role across both staged files', async () => {
+    const { base, at } = await setup();
+    const key = join(base, 'k.json');
+    const pub = join(base, 'k.pub.json');
+    await cliOk(['key', 'generate', '--out', key]);
+    await cliOk(['key', 'public', key, '--out', pub]);
+    await cliOk([...at, 'targets', 'edit', '--add-key', `releases=${pub}`]);
+    const result = await runCli([
+      ...at,
+      'root',
+      'edit',
+      '--add-key',
+      `timestamp=${pub}`,
+    ]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.err, /already serves a role targets delegates to/);
+  });
+
+  it('keeps a root whose new timestamp key the server lacks staged, and renews the rest', async () => {
+    const { base, at, keyFile, staged } = await setup();
+    const online = join(base, 'online');
+    await mkdir(online);
+    for (const role of ['releases', 'rollouts', 'snapshot', 'timestamp']) {
+      await copyFile(await keyFile(`${role}-`), join(online, `${role}.json`));
+    }
+    const key = join(base, 'new-ts.json');
+    const pub = join(base, 'new-ts.pub.json');
+    await cliOk(['key', 'generate', '--out', key]);
+    await cliOk(['key', 'public', key, '--out', pub]);
+    const old = (await keyFile('timestamp-')).slice(-13, -5);
+    await cliOk([
+      ...at,
+      'root',
+      'edit',
+      '--add-key',
+      `timestamp=${pub}`,
+      '--remove-key',
+      `timestamp=${old}`,
+    ]);
+    for (const n of [1, 2]) {
+      await cliOk(['sign', staged, '--key', await keyFile(`root-${n}-`)]);
+    }
+    const server = ['--dir', at[1], '--keys', online];
+    const refused = await runCli([...server, 'publish']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.err, /this server holds 0 of \(1 needed\)/);
+    const renewed = await runCli([
+      ...server,
+      'publish',
+      '--resign',
+      'timestamp',
+      '--leave-staged',
+    ]);
+    assert.equal(renewed.code, 0, renewed.err);
+    assert.match(renewed.err, /^root v2 stays staged: .*holds 0 of/m);
+    await copyFile(key, join(online, 'new-ts.json'));
+    assert.match(
+      await cliOk([...server, 'publish']),
+      /^published root version 2$/m,
+    );
+  });
 });
