@@ -4,7 +4,7 @@
  * two sides share none, since a device does not carry the repository code.
  */
 
-export type ClientErrorCode = 'KEY_TABLE';
+export type ClientErrorCode = 'KEY_TABLE' | 'TRANSPORT';
 
 export class ClientError extends Error {
   readonly code: ClientErrorCode;

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'ALREADY_EXISTS'
   | 'LOCKED'
   | 'NOT_FOUND'
-  | 'WRITE_FAILED';
+  | 'WRITE_FAILED'
+  | 'CORRUPT_STATE';
 
 export class TufotaError extends Error {
   readonly code: ErrorCode;
@@ -171,4 +172,11 @@ export class TargetWriteError extends TufotaError {
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** The server's own state file (tokens, upload records) cannot be read. */
+export class CorruptStateError extends TufotaError {
+  constructor(message: string) {
+    super('CORRUPT_STATE', message);
+  }
 }

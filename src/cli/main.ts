@@ -13,6 +13,7 @@ import { registerEvents } from './events.js';
 import { registerInit } from './init.js';
 import { registerKeys } from './keys.js';
 import { registerPublish } from './publish.js';
+import { registerServer } from './serve.js';
 import { registerSigning } from './signing.js';
 import { registerStatus } from './status.js';
 import { registerTargets } from './targets.js';
@@ -72,6 +73,7 @@ export function buildProgram(io: CliIO): Command {
   registerKeys(program, io);
   registerStatus(program, io);
   registerVerify(program, io);
+  registerServer(program, io);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyType } from '../../src/keys/keygen.js';
 import { KEYED_ROLES, type KeyedRole } from '../../src/repository/init.js';
-import { publish } from '../../src/repository/publish.js';
 import { newClient, reopen, type TestClient } from '../helpers/client.js';
+import { release } from '../helpers/release.js';
 import {
   cleanupTempDirs,
   createTestRepo,
@@ -20,31 +20,6 @@ import {
   serveRepository,
   type StaticServer,
 } from '../helpers/static-server.js';
-
-/** Adds (or replaces) targets with the given contents, then publishes. */
-async function release(
-  t: TestRepo,
-  files: Record<string, string | Buffer>,
-  options: Parameters<typeof publish>[1] = {},
-): Promise<Record<string, number>> {
-  const repo = await t.open();
-  try {
-    const inputs = [];
-    for (const [path, content] of Object.entries(files)) {
-      const source = join(t.base, `src-${inputs.length}-${Date.now()}`);
-      await writeFile(source, content);
-      inputs.push({ source, path });
-    }
-    if (inputs.length > 0) {
-      await repo.addTargets(inputs, undefined, { replace: true });
-    }
-    const result = await publish(repo, options);
-    assert.ok(result.published, 'the publish wrote a new version');
-    return result.versions;
-  } finally {
-    await repo.close();
-  }
-}
 
 /**
  * Finds `path` and downloads it; returns the bytes written. An Updater
