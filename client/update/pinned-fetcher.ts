@@ -45,7 +45,9 @@ export class PinnedFetcher extends BaseFetcher {
       );
     }
     const timeout = this.#options.timeout ?? 30_000;
-    const headers = { 'User-Agent': this.#options.userAgent ?? 'tufota-device' };
+    const headers = {
+      'User-Agent': this.#options.userAgent ?? 'tufota-device',
+    };
     return new Promise((resolve, reject) => {
       const onResponse = (res: IncomingMessage) => {
         const status = res.statusCode ?? 0;
@@ -57,9 +59,7 @@ export class PinnedFetcher extends BaseFetcher {
         res.setTimeout(timeout, () =>
           res.destroy(new ClientError('TRANSPORT', `${url}: stalled`)),
         );
-        resolve(
-          Readable.toWeb(res) as ReadableStream<Uint8Array<ArrayBuffer>>,
-        );
+        resolve(Readable.toWeb(res) as ReadableStream<Uint8Array<ArrayBuffer>>);
       };
       const req = plain
         ? httpGet(url, { headers, timeout }, onResponse)
