@@ -70,6 +70,9 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, next) => {
             ? (err as Error).message
             : 'bad request';
   }
+  // A body refused before it was read would otherwise keep arriving on a
+  // connection the client then reuses.
+  if (!req.complete) res.setHeader('Connection', 'close');
   if (status >= 500) log.error({ err, url: req.originalUrl }, 'request failed');
   else log.info({ status, url: req.originalUrl, reason: message }, 'refused');
   res.status(status).json({ error: message });

@@ -74,6 +74,8 @@ export function httpRequest(
         path,
         method: options.method ?? 'GET',
         headers: options.headers,
+        // A fresh connection each time: a refusal may close the last one.
+        agent: false,
       },
       (res) => {
         const chunks: Buffer[] = [];
