@@ -3,19 +3,14 @@ import type { Command } from 'commander';
 import { BadInputError, NotARepositoryError } from '../errors.js';
 import { openTokenSigner, readKeySpec } from '../keys/keyref.js';
 import { Repository } from '../repository/repository.js';
+import { eventList, stagedEvents } from '../repository/signing-events.js';
 import {
   discardStaged,
   mergeSignatures,
   readAnyMetadata,
-  readStagedRoot,
-  rootSigningStatus,
   signFile,
   signFileWith,
 } from '../repository/signing.js';
-import {
-  readStagedTargets,
-  targetsSigningStatus,
-} from '../repository/targets-event.js';
 import { MetadataKind, type VerificationResult } from '../tuf/metadata.js';
 import { describeMetadata } from './describe.js';
 import {
@@ -104,25 +99,12 @@ export function registerSigning(program: Command, io: CliIO): void {
     .action(async (_flags: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions>();
       const repo = await Repository.open(opts.dir);
-      const stagedRoot = await readStagedRoot(repo.layout);
-      const stagedTargets = await readStagedTargets(repo.layout);
-      const rootStatus =
-        stagedRoot && rootSigningStatus(repo.root.signed, stagedRoot);
-      // A staged targets role publishes under the staged root, if any.
-      const targetsStatus =
-        stagedTargets &&
-        targetsSigningStatus(
-          stagedRoot?.signed ?? repo.root.signed,
-          (await repo.publishedTargets('targets')).signed,
-          stagedTargets,
-        );
+      const events = await stagedEvents(repo);
+      const rootStatus = events.root?.status;
+      const targetsStatus = events.targets?.status;
+      const stagedRoot = events.root?.md;
       if (opts.json) {
-        printJson(io, {
-          staged: [
-            ...(rootStatus ? [{ role: 'root', ...rootStatus }] : []),
-            ...(targetsStatus ? [{ role: 'targets', ...targetsStatus }] : []),
-          ],
-        });
+        printJson(io, { staged: eventList(events) });
         return;
       }
       if (!rootStatus && !targetsStatus) {
