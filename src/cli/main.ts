@@ -16,6 +16,7 @@ import { registerPublish } from './publish.js';
 import { registerSigning } from './signing.js';
 import { registerStatus } from './status.js';
 import { registerTargets } from './targets.js';
+import { registerTls } from './tls.js';
 import { VerificationFailed, registerVerify } from './verify.js';
 
 const log = logger.child({ module: 'cli' });
@@ -72,6 +73,7 @@ export function buildProgram(io: CliIO): Command {
   registerKeys(program, io);
   registerStatus(program, io);
   registerVerify(program, io);
+  registerTls(program, io);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();
