@@ -100,6 +100,7 @@ function nameOptions(command: Command, defaults: string): Command {
     );
 }
 
+/** Adds `tls init` and `tls issue` to the program. */
 export function registerTls(program: Command, io: CliIO): void {
   const tls = program
     .command('tls')

@@ -26,7 +26,9 @@ import { ipBytes, type ServerNames } from './tls-names.js';
 /** The RSA sizes tufota makes keys of. */
 export type RsaBits = 2048 | 3072 | 4096;
 
+/** The CA key's size; see the module comment for why. */
 export const CA_KEY_BITS: RsaBits = 3072;
+/** A server key's size; see the module comment for why. */
 export const SERVER_KEY_BITS: RsaBits = 2048;
 
 /** Ten years: a CA pinned on devices is costly to replace. */

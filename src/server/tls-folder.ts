@@ -60,6 +60,7 @@ export function keyPem(key: KeyObject): string {
   return key.export({ type: 'pkcs8', format: 'pem' }) as string;
 }
 
+/** Whether anything, even a dangling link, has the name `path`. */
 export async function exists(path: string): Promise<boolean> {
   return (await lstat(path).catch(() => undefined)) !== undefined;
 }
@@ -103,6 +104,7 @@ export async function writeTlsFiles(
   return written;
 }
 
+/** The report of a write, read back from the certificates written. */
 export function tlsResult(
   written: string[],
   paths: TlsPaths,

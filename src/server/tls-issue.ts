@@ -55,6 +55,7 @@ export interface IssueCommon {
   now?: Date;
 }
 
+/** What `issueServerCertificate` takes. */
 export interface IssueTlsOptions extends IssueCommon {
   /** A folder `createTlsMaterial` wrote: its ca.crt and ca.key are read. */
   caDir: string;

@@ -19,6 +19,7 @@ export interface TlsMaterial {
   ca?: string;
 }
 
+/** What `loadTlsMaterial` may check besides the pair itself. */
 export interface LoadTlsOptions {
   /** A CA certificate the server certificate must chain to. */
   caFile?: string;

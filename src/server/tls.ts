@@ -65,6 +65,7 @@ export { DEFAULT_SERVER_NAMES, type ServerNames } from './tls-names.js';
 
 const log = logger.child({ module: 'tls' });
 
+/** What `createTlsMaterial` takes. */
 export interface CreateTlsOptions extends IssueCommon {
   /** The folder to write; made (mode 0700) when missing. */
   dir: string;

@@ -30,6 +30,7 @@ export async function makeTlsFolder(
   });
 }
 
+/** A listening HTTPS server and how to stop it. */
 export interface HttpsServer {
   port: number;
   close(): Promise<void>;
