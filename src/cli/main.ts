@@ -17,6 +17,7 @@ import { registerServer } from './serve.js';
 import { registerSigning } from './signing.js';
 import { registerStatus } from './status.js';
 import { registerTargets } from './targets.js';
+import { registerTls } from './tls.js';
 import { VerificationFailed, registerVerify } from './verify.js';
 
 const log = logger.child({ module: 'cli' });
@@ -74,6 +75,7 @@ export function buildProgram(io: CliIO): Command {
   registerStatus(program, io);
   registerVerify(program, io);
   registerServer(program, io);
+  registerTls(program, io);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();
