@@ -32,7 +32,7 @@ export class PinnedFetcher extends BaseFetcher {
     this.#options = options;
   }
 
-  fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+  async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
     const { protocol } = new URL(url);
     const plain = protocol === 'http:';
     if (!plain && protocol !== 'https:') {
@@ -48,7 +48,7 @@ export class PinnedFetcher extends BaseFetcher {
     const headers = {
       'User-Agent': this.#options.userAgent ?? 'tufota-device',
     };
-    return new Promise((resolve, reject) => {
+    return await new Promise((resolve, reject) => {
       const onResponse = (res: IncomingMessage) => {
         const status = res.statusCode ?? 0;
         if (status !== 200) {

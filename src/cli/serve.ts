@@ -2,11 +2,11 @@
  * `tufota serve` and `tufota token create|list|revoke`.
  */
 import type { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
 import { BadInputError } from '../errors.js';
 import { logger } from '../log.js';
 import { defaultStateFile, startServer } from '../server/server.js';
+import { loadTlsMaterial, tlsPaths } from '../server/tls.js';
 import { createToken, parseScopes, revokeToken } from '../server/tokens.js';
 import { LowdbStateStore } from '../state/lowdb-store.js';
 import { parseDuration } from '../tuf/expiry.js';
@@ -31,17 +31,6 @@ interface ServeFlags {
   maxUpload: string;
 }
 
-async function readPem(file: string, what: string): Promise<string> {
-  const text = await readFile(file, 'utf8').catch((err: unknown) => {
-    const why = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new BadInputError(`cannot read the ${what} ${file} (${why})`);
-  });
-  if (!text.includes('-----BEGIN ')) {
-    throw new BadInputError(`${file} is not a PEM ${what}`);
-  }
-  return text;
-}
-
 async function tlsFor(
   flags: ServeFlags,
 ): Promise<{ cert: string; key: string } | undefined> {
@@ -54,22 +43,17 @@ async function tlsFor(
   if (Boolean(flags.cert) !== Boolean(flags.key)) {
     throw new BadInputError('--cert and --key go together');
   }
-  const cert = flags.cert ?? join(flags.tlsDir, 'server.crt');
-  const key = flags.key ?? join(flags.tlsDir, 'server.key');
-  try {
-    return {
-      cert: await readPem(cert, 'certificate'),
-      key: await readPem(key, 'private key'),
-    };
-  } catch (err) {
-    if (flags.cert) throw err;
+  if (flags.cert && flags.key) return loadTlsMaterial(flags.cert, flags.key);
+  const paths = tlsPaths(flags.tlsDir);
+  const made = await stat(paths.serverCert).catch(() => undefined);
+  if (!made) {
     throw new BadInputError(
       `no TLS certificate in ${flags.tlsDir}/: run tufota tls init, or give ` +
         '--cert and --key (plain HTTP only with --insecure-http, behind a ' +
         'TLS proxy)',
-      { cause: err },
     );
   }
+  return loadTlsMaterial(paths.serverCert, paths.serverKey);
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */

@@ -5,7 +5,7 @@
  */
 import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Updater } from 'tuf-js';
+import type { Fetcher, Updater } from 'tuf-js';
 import { createUpdater } from '../../client/update/updater.js';
 import { tempDir } from './fixtures.js';
 
@@ -20,6 +20,7 @@ export async function newClient(
   repoDir: string,
   server: { metadataUrl: string; targetsUrl: string },
   trustedRoot = join(repoDir, 'metadata', '1.root.json'),
+  fetcher?: Fetcher,
 ): Promise<TestClient> {
   const base = await tempDir('tufota-client-');
   const metadataDir = join(base, 'metadata');
@@ -30,7 +31,7 @@ export async function newClient(
   return {
     metadataDir,
     targetDir,
-    updater: reopen(metadataDir, targetDir, server),
+    updater: reopen(metadataDir, targetDir, server, fetcher),
   };
 }
 
@@ -39,8 +40,10 @@ export function reopen(
   metadataDir: string,
   targetDir: string,
   server: { metadataUrl: string; targetsUrl: string },
+  fetcher?: Fetcher,
 ): Updater {
   return createUpdater({
+    fetcher,
     metadataDir,
     targetDir,
     metadataBaseUrl: server.metadataUrl,
