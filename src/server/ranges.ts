@@ -5,7 +5,7 @@
  * something no TUF client asks for, so such a request gets the whole file,
  * which the RFC allows.
  */
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import parseRange from 'range-parser';
 
 export type RangeAnswer =
@@ -24,7 +24,7 @@ function etagListMatches(header: string, etag: string): boolean {
 
 /** What to answer a GET or HEAD of a `size`-byte body tagged `etag`. */
 export function answerFor(
-  req: Request,
+  req: IncomingMessage,
   size: number,
   etag: string,
 ): RangeAnswer {
@@ -51,34 +51,26 @@ export function answerFor(
  * follows (and which bytes): false for HEAD, 304 and 416.
  */
 export function writeHead(
-  req: Request,
-  res: Response,
+  req: IncomingMessage,
+  res: ServerResponse,
   answer: RangeAnswer,
   size: number,
   headers: Record<string, string>,
 ): { start: number; end: number } | undefined {
-  res.setHeader('Accept-Ranges', 'bytes');
-  for (const [name, value] of Object.entries(headers)) {
-    res.setHeader(name, value);
-  }
-  if (answer.status === 304) {
-    res.removeHeader('Content-Type');
-    res.status(304).end();
-    return undefined;
-  }
-  if (answer.status === 416) {
-    res.removeHeader('Content-Type');
-    res.setHeader('Content-Range', `bytes */${size}`);
-    res.status(416).end();
+  const out: Record<string, string> = { 'Accept-Ranges': 'bytes', ...headers };
+  if (answer.status === 304 || answer.status === 416) {
+    delete out['Content-Type'];
+    if (answer.status === 416) out['Content-Range'] = `bytes */${size}`;
+    res.writeHead(answer.status, out).end();
     return undefined;
   }
   const { start, end } =
     answer.status === 206 ? answer : { start: 0, end: size - 1 };
   if (answer.status === 206) {
-    res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
+    out['Content-Range'] = `bytes ${start}-${end}/${size}`;
   }
-  res.setHeader('Content-Length', String(Math.max(0, end - start + 1)));
-  res.status(answer.status);
+  out['Content-Length'] = String(Math.max(0, end - start + 1));
+  res.writeHead(answer.status, out);
   if (req.method === 'HEAD') {
     res.end();
     return undefined;

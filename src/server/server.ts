@@ -20,7 +20,7 @@ import { LowdbStateStore } from '../state/lowdb-store.js';
 import type { StateStore } from '../state/store.js';
 import { SNAPSHOT, TIMESTAMP } from '../tuf/roles.js';
 import { roleKeysFor, type RoleKeys } from '../tuf/metadata.js';
-import { createApp } from './app.js';
+import { createHandler } from './app.js';
 import { MetadataView } from './metadata-view.js';
 import { Refresher } from './refresh.js';
 import { clearUploads } from './upload.js';
@@ -118,7 +118,7 @@ export async function startServer(
   });
   await refresher.start();
 
-  const app = createApp({
+  const app = createHandler({
     view: () => view,
     targetsDir: layout.targets,
     writer,
@@ -163,6 +163,7 @@ export async function startServer(
       const cut = setTimeout(() => server.closeAllConnections(), 5000);
       await stopped;
       clearTimeout(cut);
+      app.close();
       await options.keyring.close();
       log.info('server stopped');
     })();
