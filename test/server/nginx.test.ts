@@ -35,7 +35,7 @@ const SHA256 = createHash('sha256').update(IMAGE).digest('hex');
 
 /** The one nginx block marked `<!-- serving: nginx -->` in the page. */
 function nginxBlock(markdown: string): string {
-  const found = /<!-- serving: nginx -->\n```nginx\n([\s\S]*?)\n```/.exec(
+  const found = /<!-- serving: nginx -->\n+```nginx\n([\s\S]*?)\n```/.exec(
     markdown,
   );
   assert.ok(found, 'docs/serving.md has its marked nginx block');
