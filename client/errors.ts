@@ -4,7 +4,16 @@
  * two sides share none, since a device does not carry the repository code.
  */
 
-export type ClientErrorCode = 'KEY_TABLE' | 'TRANSPORT';
+export type ClientErrorCode =
+  | 'KEY_TABLE'
+  | 'TRANSPORT'
+  | 'DOWNLOAD'
+  | 'INTEGRITY'
+  | 'PRECONDITION'
+  | 'JOURNAL'
+  | 'REPORT'
+  | 'STATE'
+  | 'CONFIG';
 
 export class ClientError extends Error {
   readonly code: ClientErrorCode;
