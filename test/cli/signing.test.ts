@@ -1,8 +1,34 @@
 import assert from 'node:assert/strict';
-import { copyFile, readFile, readdir } from 'node:fs/promises';
+import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliJson, cliOk, runCli } from '../helpers/cli.js';
 import { cleanupTempDirs, tempDir } from '../helpers/fixtures.js';
+
+const DAY = 24 * 60 * 60 * 1000;
+
+interface StagedJson {
+  signed: Record<string, unknown> & { expires: string };
+  signatures: unknown[];
+}
+
+async function readStaged(path: string): Promise<StagedJson> {
+  return JSON.parse(await readFile(path, 'utf8')) as StagedJson;
+}
+
+/** Asserts `expires` is `days` from when the edit ran, to the second. */
+function assertExpiresIn(
+  expires: string,
+  days: number,
+  before: number,
+  after: number,
+): void {
+  assert.match(expires, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  const at = Date.parse(expires);
+  assert.ok(
+    at >= before + days * DAY - 1000 && at <= after + days * DAY,
+    `${expires} is ${days} days after the edit`,
+  );
+}
 
 describe('a root signing event from the command line', () => {
   after(cleanupTempDirs);
@@ -15,9 +41,21 @@ describe('a root signing event from the command line', () => {
       .filter((n) => n.startsWith('root-'))
       .map((n) => join(base, 'keys', n));
 
-    const edit = await cliOk([...at, 'root', 'edit', '--threshold', 'root=3']);
+    const editedFrom = Date.now();
+    const edit = await cliOk([
+      ...at,
+      'root',
+      'edit',
+      '--threshold',
+      'root=3',
+      '--expiry',
+      '200d',
+    ]);
+    const editedBy = Date.now();
     assert.match(edit, /^staged root version 2 in .*staged\/root\.json$/m);
     const staged = join(base, 'repo', '.tufota', 'staged', 'root.json');
+    const { expires } = (await readStaged(staged)).signed;
+    assertExpiresIn(expires, 200, editedFrom, editedBy);
 
     const before = await cliOk([...at, 'signing', 'status']);
     assert.match(before, /by previous root \(v1\): 0 of 2, 2 more needed/);
@@ -42,6 +80,10 @@ describe('a root signing event from the command line', () => {
 
     const published = await cliOk([...at, 'publish']);
     assert.match(published, /^published root version 2$/m);
+    const root = await readStaged(
+      join(base, 'repo', 'metadata', '2.root.json'),
+    );
+    assert.equal(root.signed.expires, expires, 'published as staged');
     assert.match(await cliOk([...at, 'verify']), /^OK: root v2/m);
     assert.equal(
       await cliOk([...at, 'signing', 'status']),
@@ -97,5 +139,55 @@ describe('a root signing event from the command line', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.err, /within its refresh window .* --force/);
     await cliOk(['sign', ts, '--key', join(base, 'keys', key), '--force']);
+  });
+
+  it('stages targets edit --expiry in the staged expires', async () => {
+    const base = await tempDir('tufota-signing-expiry-');
+    const at = ['--dir', join(base, 'repo'), '--keys', join(base, 'keys')];
+    await cliOk([...at, 'init']);
+    const from = Date.now();
+    await cliOk([...at, 'targets', 'edit', '--expiry', '100d']);
+    const by = Date.now();
+    const staged = await readStaged(
+      join(base, 'repo', '.tufota', 'staged', 'targets.json'),
+    );
+    assertExpiresIn(staged.signed.expires, 100, from, by);
+  });
+
+  it('refuses to sign a file that has already expired, unless forced', async () => {
+    const base = await tempDir('tufota-signing-expired-');
+    const at = ['--dir', join(base, 'repo'), '--keys', join(base, 'keys')];
+    await cliOk([...at, 'init']);
+    await cliOk([...at, 'root', 'edit', '--threshold', 'root=3']);
+    // Nobody has signed yet, so the edit breaks no signature.
+    const staged = join(base, 'repo', '.tufota', 'staged', 'root.json');
+    const json = await readStaged(staged);
+    assert.deepEqual(json.signatures, []);
+    json.signed.expires = '2020-01-01T00:00:00Z';
+    await writeFile(staged, JSON.stringify(json));
+    const key = (await readdir(join(base, 'keys'))).find((n) =>
+      n.startsWith('root-'),
+    );
+    assert.ok(key);
+    const sign = ['sign', staged, '--key', join(base, 'keys', key)];
+
+    const refused = await runCli(sign);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.err,
+      new RegExp(
+        'root\\.json expires 2020-01-01T00:00:00Z, in the past by this ' +
+          "machine's clock \\(\\d{4}-[^)]*\\); check the clock, or sign " +
+          'anyway with --force',
+      ),
+    );
+    assert.doesNotMatch(refused.err, /within its refresh window/);
+    assert.deepEqual((await readStaged(staged)).signatures, [], 'not signed');
+
+    const forced = await cliOk([...sign, '--force']);
+    assert.match(forced, /^signed root version 2 in .* with key [0-9a-f]{8}$/m);
+    const signed = await readStaged(staged);
+    assert.equal(signed.signatures.length, 1);
+    assert.equal(signed.signed.expires, '2020-01-01T00:00:00Z');
   });
 });

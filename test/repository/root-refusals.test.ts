@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Updater } from 'tuf-js';
+import { BadVersionError } from 'tuf-js/dist/error.js';
 import { TufotaError, type ErrorCode } from '../../src/errors.js';
 import { publish } from '../../src/repository/publish.js';
 import { Repository } from '../../src/repository/repository.js';
@@ -48,8 +49,17 @@ interface BadRoot {
   signers: string[];
   /** A signer whose signature is given again under TWIN_ID. */
   twin?: string;
-  publish: { code: ErrorCode; message: RegExp };
+  publish: {
+    code: ErrorCode;
+    message: RegExp;
+    /** Keys the refusal must name as missing, and keys it must not. */
+    names?: { missing: string[]; signed: string[] };
+  };
+  /** The file name it is forced onto the server under, if not its own. */
+  servedAs?: number;
   device: RegExp;
+  /** The class of error the device throws, when it matters. */
+  deviceError?: new (...args: never[]) => Error;
   plainTufJs: 'accepts' | 'refuses';
 }
 
@@ -78,6 +88,10 @@ const BAD_ROOTS: BadRoot[] = [
     publish: {
       code: 'UNSIGNED_METADATA',
       message: /root v2 by the keys of root v1 has 0 of 2 required signatures/,
+      names: {
+        missing: ['root-1', 'root-2', 'root-3'],
+        signed: ['new-x', 'new-y', 'new-z'],
+      },
     },
     device: /root was signed by 0\/2 keys/,
     plainTufJs: 'refuses',
@@ -89,8 +103,25 @@ const BAD_ROOTS: BadRoot[] = [
     publish: {
       code: 'UNSIGNED_METADATA',
       message: /root v2 by its own keys has 0 of 3 required signatures/,
+      names: {
+        missing: ['new-x', 'new-y', 'new-z'],
+        signed: ['root-1', 'root-2', 'root-3'],
+      },
     },
     device: /root was signed by 0\/3 keys/,
+    plainTufJs: 'refuses',
+  },
+  {
+    name: 'signed by one old key where two are needed',
+    edit: noEdit,
+    signers: ['root-1'],
+    publish: {
+      code: 'UNSIGNED_METADATA',
+      message:
+        /root v2 by the keys of root v1 has 1 of 2 required signatures; 1 more/,
+      names: { missing: ['root-2', 'root-3'], signed: ['root-1'] },
+    },
+    device: /root was signed by 1\/2 keys/,
     plainTufJs: 'refuses',
   },
   {
@@ -120,7 +151,8 @@ const BAD_ROOTS: BadRoot[] = [
   },
   {
     // Never fetched, as clients look for version 2 only; the timestamp
-    // signed by the key it adds is what a device then refuses.
+    // signed by the key it adds is what a device then refuses. The next
+    // case serves it where clients look.
     name: 'that skips a version number',
     edit: noEdit,
     tweak: (signed) => {
@@ -133,6 +165,26 @@ const BAD_ROOTS: BadRoot[] = [
       message: /must be version 2, with no number skipped/,
     },
     device: /timestamp was signed by 0\/1 keys/,
+    plainTufJs: 'refuses',
+  },
+  {
+    // Served where clients look for version 2, signed by old and new keys
+    // alike: only its version number is wrong, and the device must look
+    // at it and refuse it for that.
+    name: 'that says version 3, served as 2.root.json',
+    edit: noEdit,
+    tweak: (signed) => {
+      signed.version = 3;
+      return Promise.resolve();
+    },
+    signers: ['root-1', 'root-2'],
+    publish: {
+      code: 'BAD_INPUT',
+      message: /must be version 2, with no number skipped/,
+    },
+    servedAs: 2,
+    device: /^Expected version 2, got 3$/,
+    deviceError: BadVersionError,
     plainTufJs: 'refuses',
   },
 ];
@@ -180,14 +232,23 @@ describe('new roots that must be refused', () => {
         lock: true,
         keyring: await serverKeyring(keys, ['new-ts']),
       });
+      const ids = async (names: string[] = []) =>
+        Promise.all(names.map(async (n) => [n, await keys.id(n)] as const));
+      const missing = await ids(bad.publish.names?.missing);
+      const signed = await ids(bad.publish.names?.signed);
       try {
-        await assert.rejects(
-          publish(repo),
-          (err: unknown) =>
-            err instanceof TufotaError &&
-            err.code === bad.publish.code &&
-            bad.publish.message.test(err.message),
-        );
+        await assert.rejects(publish(repo), (err: unknown) => {
+          assert.ok(err instanceof TufotaError);
+          assert.equal(err.code, bad.publish.code);
+          assert.match(err.message, bad.publish.message);
+          for (const [name, id] of missing) {
+            assert.ok(err.message.includes(id), `${name} named as missing`);
+          }
+          for (const [name, id] of signed) {
+            assert.ok(!err.message.includes(id), `${name} not named`);
+          }
+          return true;
+        });
         assert.equal(repo.root.signed.version, 1, 'root unchanged');
         assert.ok(await readStagedRoot(repo.layout), 'still staged');
       } finally {
@@ -200,7 +261,8 @@ describe('new roots that must be refused', () => {
       const keys = new KeyBox(t);
       const { bytes, version } = await makeBadRoot(t, keys, bad);
       const metadata = join(t.dir, 'metadata');
-      await writeFile(join(metadata, `${version}.root.json`), bytes);
+      const name = `${bad.servedAs ?? version}.root.json`;
+      await writeFile(join(metadata, name), bytes);
       const timestamp = await readMetadataJson(
         join(metadata, 'timestamp.json'),
       );
@@ -212,10 +274,17 @@ describe('new roots that must be refused', () => {
         ]),
       );
 
+      const refused = (err: unknown) => {
+        assert.ok(err instanceof Error);
+        assert.match(err.message, bad.device);
+        if (bad.deviceError) assert.ok(err instanceof bad.deviceError);
+        return true;
+      };
+
       const server = await serveRepository(t.dir);
       try {
         const device = await newClient(t.dir, server);
-        await assert.rejects(device.updater.refresh(), bad.device);
+        await assert.rejects(device.updater.refresh(), refused);
         const held = await readMetadataJson(
           join(device.metadataDir, 'root.json'),
         );
@@ -233,7 +302,7 @@ describe('new roots that must be refused', () => {
         });
         const refresh = plain.refresh();
         if (bad.plainTufJs === 'refuses') {
-          await assert.rejects(refresh);
+          await assert.rejects(refresh, refused);
         } else {
           await refresh;
           const root = await readFile(join(plainDir, 'root.json'), 'utf8');

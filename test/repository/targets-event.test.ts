@@ -127,21 +127,53 @@ describe('targets signing events', () => {
   });
 
   it('refuses a staged targets role below threshold, naming the keys', async () => {
-    const keys = new KeyBox(await createTestRepo());
-    await targetsEvent(keys, { thresholds: { rollouts: 1 } }, []);
+    // Two of the two targets keys needed; one holder signs.
+    const keys = new KeyBox(
+      await createTestRepo({ thresholds: { targets: 2 } }),
+    );
+    await targetsEvent(keys, { thresholds: { rollouts: 1 } }, ['targets-1']);
+    const signed = await keys.id('targets-1');
+    const missing = await keys.id('targets-2');
     const repo = await Repository.open(keys.t.dir, {
       lock: true,
       keyring: await serverKeyring(keys),
     });
     try {
-      await assert.rejects(
-        publish(repo),
-        (err: unknown) =>
-          err instanceof UnsignedMetadataError &&
-          /targets v2 has 0 of 1 required signatures/.test(err.message),
-      );
+      await assert.rejects(publish(repo), (err: unknown) => {
+        assert.ok(err instanceof UnsignedMetadataError);
+        assert.match(
+          err.message,
+          /targets v2 has 1 of 2 required signatures; 1 more needed from: /,
+        );
+        assert.ok(err.message.includes(missing), 'names the missing key');
+        assert.ok(!err.message.includes(signed), 'not the key that signed');
+        assert.deepEqual(err.missing, [missing]);
+        return true;
+      });
       assert.equal(repo.publishedVersion('targets'), 1);
       assert.ok(await readStagedTargets(repo.layout), 'staged file kept');
+    } finally {
+      await repo.close();
+    }
+  });
+
+  it('names every targets key when nobody has signed', async () => {
+    const keys = new KeyBox(await createTestRepo());
+    await targetsEvent(keys, { thresholds: { rollouts: 1 } }, []);
+    const ids = [await keys.id('targets-1'), await keys.id('targets-2')];
+    const repo = await Repository.open(keys.t.dir, {
+      lock: true,
+      keyring: await serverKeyring(keys),
+    });
+    try {
+      await assert.rejects(publish(repo), (err: unknown) => {
+        assert.ok(err instanceof UnsignedMetadataError);
+        assert.match(err.message, /targets v2 has 0 of 1 required signatures/);
+        for (const id of ids) assert.ok(err.message.includes(id), id);
+        assert.deepEqual([...err.missing].sort(), [...ids].sort());
+        return true;
+      });
+      assert.equal(repo.publishedVersion('targets'), 1);
     } finally {
       await repo.close();
     }
