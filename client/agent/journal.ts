@@ -154,8 +154,9 @@ async function readEntries(path: string): Promise<JournalEntry[]> {
   } finally {
     await handle.close();
   }
-  if (bad > 0)
+  if (bad > 0) {
     log.warn({ file: path, lines: bad }, 'skipping unreadable lines');
+  }
   return entries.reverse();
 }
 
@@ -200,13 +201,8 @@ export class Journal {
     } catch (err) {
       await journal.handle?.close();
       if (err instanceof ClientError) throw err;
-      throw new ClientError(
-        'JOURNAL',
-        `cannot open the journal in ${journal.dir}`,
-        {
-          cause: err,
-        },
-      );
+      const what = `cannot open the journal in ${journal.dir}`;
+      throw new ClientError('JOURNAL', what, { cause: err });
     }
     log.debug({ dir: journal.dir, seq: journal.seq }, 'journal opened');
     return journal;
@@ -321,13 +317,8 @@ export class Journal {
     fields: JournalFields,
   ): Promise<JournalEntry> {
     if (this.broken) {
-      throw new ClientError(
-        'JOURNAL',
-        'the journal failed earlier and is closed',
-        {
-          cause: this.broken,
-        },
-      );
+      const what = 'the journal failed earlier and is closed';
+      throw new ClientError('JOURNAL', what, { cause: this.broken });
     }
     if (!this.handle) throw new ClientError('JOURNAL', 'the journal is closed');
     const clash = RESERVED.find((k) => k in fields);
@@ -397,18 +388,29 @@ export class Journal {
   }
 
   private async rotate(): Promise<void> {
-    await this.handle?.close();
-    this.handle = undefined;
-    for (let i = this.files - 2; i >= 0; i--) {
-      try {
-        await rename(this.path(i), this.path(i + 1));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    try {
+      await this.handle?.close();
+      this.handle = undefined;
+      for (let i = this.files - 2; i >= 0; i--) {
+        try {
+          await rename(this.path(i), this.path(i + 1));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
       }
+      this.handle = await open(this.path(0), 'a', 0o600);
+      this.size = 0;
+      await fsyncDir(this.dir);
+    } catch (err) {
+      // Whatever the renames did, appending to the current name goes on.
+      if (!this.handle) {
+        this.handle = await open(this.path(0), 'a', 0o600);
+        this.size = (await this.handle.stat()).size;
+      }
+      throw new ClientError('JOURNAL', 'cannot rotate the journal', {
+        cause: err,
+      });
     }
-    this.handle = await open(this.path(0), 'a', 0o600);
-    this.size = 0;
-    await fsyncDir(this.dir);
     log.debug({ dir: this.dir, seq: this.seq }, 'journal rotated');
   }
 

@@ -10,6 +10,7 @@ import {
   readFile,
   readdir,
   stat,
+  symlink,
   unlink,
   writeFile,
 } from 'node:fs/promises';
@@ -110,6 +111,25 @@ describe('Journal', () => {
         await journal.close();
       });
     }
+    it('fails an append the disk refuses, and every one after', async () => {
+      // Writes to /dev/full fail with ENOSPC, and it cannot be truncated.
+      await symlink('/dev/full', join(dir, 'journal.jsonl'));
+      const journal = await Journal.open({ dir });
+      const failed = (pattern: RegExp) => (err: unknown) =>
+        err instanceof ClientError &&
+        err.code === 'JOURNAL' &&
+        pattern.test(err.message);
+      await assert.rejects(
+        journal.append('tick'),
+        failed(/cannot append to the journal/),
+      );
+      assert.equal(journal.lastSeq, 0);
+      await assert.rejects(
+        journal.append('tick'),
+        failed(/failed earlier and is closed/),
+      );
+      await journal.close();
+    });
   });
 
   describe('when files reach maxBytes', () => {
