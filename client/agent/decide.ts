@@ -53,11 +53,13 @@ export interface Release extends ReleaseFields {
   downgrade: boolean;
 }
 
+/** A target not for this device, and why. */
 export interface Skipped {
   path: string;
   reason: string;
 }
 
+/** What the device does; `reason` is for a person, as shown and reported. */
 export type Decision<T extends Candidate = Candidate> =
   | {
       action: 'update';

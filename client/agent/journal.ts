@@ -42,6 +42,7 @@ const CHUNK = 64 * 1024;
 /** Longest line an entry may take, whatever `maxBytes` is. */
 export const MAX_ENTRY_BYTES = 64 * 1024;
 
+/** Where the journal lives and how much of it is kept. */
 export interface JournalOptions {
   dir: string;
   /** Rotate before the current file passes this size. Default 1 MiB. */
@@ -52,6 +53,7 @@ export interface JournalOptions {
   now?: () => Date;
 }
 
+/** One line of the journal; callers' fields follow `event`. */
 export interface JournalEntry {
   seq: number;
   /** ISO 8601 by the device's clock, which may be absurd. */
@@ -160,6 +162,7 @@ async function readEntries(path: string): Promise<JournalEntry[]> {
   return entries.reverse();
 }
 
+/** An open journal; see the module comment for its crash rules. */
 export class Journal {
   readonly dir: string;
   readonly maxBytes: number;

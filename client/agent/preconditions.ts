@@ -20,8 +20,10 @@ import { writeFileDurable } from './state.js';
 
 const log = logger.child({ module: 'client/agent/preconditions' });
 
+/** A check's answer; a refusal says why in words a person can act on. */
 export type CheckResult = { ok: true } | { ok: false; reason: string };
 
+/** What a check is asked about. */
 export interface PreconditionContext {
   target: { path: string; length: number };
   critical: boolean;
@@ -36,6 +38,7 @@ export interface Precondition {
   check(ctx: PreconditionContext): Promise<CheckResult> | CheckResult;
 }
 
+/** The run's answer: the first refusal, or none. */
 export type PreconditionOutcome =
   | { ok: true; clockSane: boolean }
   | { ok: false; check: string; reason: string; clockSane: boolean };
@@ -87,6 +90,7 @@ export async function runPreconditions(
   return { ok: true, clockSane };
 }
 
+/** A command a check runs. */
 export interface CommandOptions {
   /** Program and arguments, run without a shell. */
   command: readonly string[];
@@ -179,6 +183,7 @@ export function freeSpaceCheck(options: {
   };
 }
 
+/** Where the battery level comes from and how low it may be. */
 export interface BatteryOptions {
   /** Lowest charge, in percent, an update may start at. */
   minPercent: number;
@@ -312,6 +317,7 @@ export function parseWindow(text: string): Window {
   return { start, end, text };
 }
 
+/** Whether a minute of the day (0-1439) falls in `w`. */
 export function inWindow(minute: number, w: Window): boolean {
   return w.start < w.end
     ? minute >= w.start && minute < w.end
@@ -349,6 +355,7 @@ export function maintenanceWindowCheck(
   };
 }
 
+/** A deferral of one target, as stored. */
 export interface Deferral {
   /** Deferrals taken for this target so far. */
   count: number;
@@ -526,6 +533,7 @@ export function deferralCheck(store: DeferralStore): Precondition {
   };
 }
 
+/** The device's configuration of the usual checks. */
 export interface PreconditionsConfig {
   /** The folder downloads and state go to. */
   storage: { dir: string; marginBytes?: number };

@@ -28,6 +28,7 @@ const log = logger.child({ module: 'client/agent/state' });
 
 const TEMP_PREFIX = '.tmp-';
 
+/** Makes renames and new names in `dir` durable. */
 export async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY);
   try {
@@ -92,8 +93,10 @@ export const DEPLOYMENT_PHASES = [
   'failed',
 ] as const;
 
+/** One of DEPLOYMENT_PHASES. */
 export type DeploymentPhase = (typeof DEPLOYMENT_PHASES)[number];
 
+/** The deployment in progress, or the last one and how it ended. */
 export interface Deployment {
   /** Chosen by the device when it starts the deployment; see newDeploymentId. */
   id: string;
@@ -110,6 +113,7 @@ export interface Deployment {
   updatedAt: string;
 }
 
+/** The whole state file; `deployment` null is idle. */
 export interface DeviceStateRecord {
   format: 1;
   deployment: Deployment | null;
