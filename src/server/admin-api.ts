@@ -140,7 +140,7 @@ export function adminApi(options: AdminApiOptions): Router {
           });
         }
         log.info(
-          { path, role: added.role, length: upload.length, token: token.id },
+          { path, role: added.role, length: upload.length, tokenId: token.id },
           'target uploaded',
         );
         res.status(added.unchanged ? 200 : 201).json({
@@ -172,7 +172,7 @@ export function adminApi(options: AdminApiOptions): Router {
       }
       checkScopeFor(res, path);
       const role = await writer.run((repo) => repo.removeTarget(path));
-      log.info({ path, role, token: tokenOf(res).id }, 'target removed');
+      log.info({ path, role, tokenId: tokenOf(res).id }, 'target removed');
       res.json({ path, role, removed: true });
     };
     run().catch(next);
@@ -196,7 +196,7 @@ export function adminApi(options: AdminApiOptions): Router {
       );
       if (result.published) await options.onPublished();
       log.info(
-        { versions: result.versions, token: tokenOf(res).id },
+        { versions: result.versions, tokenId: tokenOf(res).id },
         'published through the API',
       );
       res.json(result);
@@ -256,7 +256,7 @@ export function adminApi(options: AdminApiOptions): Router {
             at: new Date().toISOString(),
           });
         });
-        log.info({ role, keyid, token: tokenOf(res).id }, 'signature added');
+        log.info({ role, keyid, tokenId: tokenOf(res).id }, 'signature added');
         res.status(201).json(event);
       };
       run().catch(next);

@@ -109,11 +109,13 @@ const requestLog = logger.child({ module: 'server/request' });
 function logRequest(req: IncomingMessage, res: ServerResponse): void {
   const start = process.hrtime.bigint();
   const remote = req.socket.remoteAddress;
+  // Read now: express strips its mount points from req.url as it routes.
+  const url = req.url;
   res.once('close', () => {
     const status = res.statusCode;
     const fields = {
       method: req.method,
-      url: req.url,
+      url,
       status,
       ms: Number(process.hrtime.bigint() - start) / 1e6,
       remote,

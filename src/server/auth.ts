@@ -46,7 +46,7 @@ export function requireToken(
           });
         }
         if (scopes.length > 0 && !scopes.some((s) => allows(token, s))) {
-          log.info({ token: token.id, need: scopes }, 'scope refused');
+          log.info({ tokenId: token.id, need: scopes }, 'scope refused');
           throw new HttpError(
             403,
             `this token (${token.id}) lacks the scope: ${scopes.join(' or ')}`,
