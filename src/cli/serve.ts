@@ -28,7 +28,7 @@ interface ServeFlags {
   tlsDir: string;
   insecureHttp?: boolean;
   refreshEvery?: string;
-  maxUpload: string;
+  maxUpload?: string;
 }
 
 async function tlsFor(
@@ -92,8 +92,7 @@ function registerServe(program: Command, io: CliIO): void {
     )
     .option(
       '--max-upload <bytes>',
-      'largest target upload',
-      String(8 * 1024 ** 3),
+      'largest target upload (default: the stored setting, else 8 GiB)',
     )
     .action(async (flags: ServeFlags, cmd: Command) => {
       const opts = cmd.optsWithGlobals<GlobalOptions>();
@@ -111,7 +110,10 @@ function registerServe(program: Command, io: CliIO): void {
         refreshEveryMs: flags.refreshEvery
           ? parseDuration(flags.refreshEvery, '--refresh-every')
           : undefined,
-        maxUploadBytes: parseCount(flags.maxUpload, '--max-upload'),
+        maxUploadBytes:
+          flags.maxUpload === undefined
+            ? undefined
+            : parseCount(flags.maxUpload, '--max-upload'),
       });
       if (opts.json) {
         printJson(io, { url: server.url, tls: tls !== undefined });

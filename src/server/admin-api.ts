@@ -23,12 +23,13 @@ import {
   stagedEvents,
 } from '../repository/signing-events.js';
 import { repositoryStatus } from '../repository/status.js';
-import type { Scope, StateStore } from '../state/store.js';
+import type { Scope, ServerSettings, StateStore } from '../state/store.js';
 import { parseCustom, releaseCustom } from '../tuf/custom.js';
 import { checkTargetPath } from '../tuf/paths.js';
 import { ROLLOUTS } from '../tuf/roles.js';
 import { allows, requireToken, tokenOf } from './auth.js';
 import { HttpError } from './http-errors.js';
+import { effectiveSettings, settingsRouter } from './settings-api.js';
 import { receiveUpload } from './upload.js';
 import type { RepositoryWriter } from './writer.js';
 
@@ -38,7 +39,8 @@ export interface AdminApiOptions {
   writer: RepositoryWriter;
   store: StateStore;
   uploadDir: string;
-  maxUploadBytes: number;
+  /** Settings given as flags to `tufota serve`; they outrank stored ones. */
+  flags: ServerSettings;
   /** Called after anything was published, to swap the served view. */
   onPublished: () => Promise<void>;
 }
@@ -107,10 +109,14 @@ export function adminApi(options: AdminApiOptions): Router {
         throw new BadInputError('sha256 must be 64 lower-case hex digits');
       }
       const declared = req.headers['content-length'];
+      const limit = effectiveSettings(
+        options.flags,
+        (await store.read()).settings,
+      ).maxUploadBytes.value as number;
       const upload = await receiveUpload(
         req,
         options.uploadDir,
-        options.maxUploadBytes,
+        limit,
         declared === undefined ? undefined : Number(declared),
       );
       try {
@@ -261,6 +267,11 @@ export function adminApi(options: AdminApiOptions): Router {
       };
       run().catch(next);
     },
+  );
+
+  api.use(
+    '/settings',
+    settingsRouter({ store, flags: options.flags, read: any, change: admin }),
   );
 
   api.use((_req, _res, next) => next(new HttpError(404, 'no such API route')));

@@ -6,7 +6,7 @@
 import express from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { logger } from '../log.js';
-import type { StateStore } from '../state/store.js';
+import type { ServerSettings, StateStore } from '../state/store.js';
 import { adminApi } from './admin-api.js';
 import { errorHandler } from './http-errors.js';
 import type { MetadataView } from './metadata-view.js';
@@ -21,7 +21,8 @@ export interface AppParts {
   store: StateStore;
   refresher: Refresher;
   uploadDir: string;
-  maxUploadBytes: number;
+  /** Settings given as flags; they outrank stored settings. */
+  flags: ServerSettings;
   onPublished: () => Promise<void>;
 }
 
@@ -84,7 +85,7 @@ export function createHandler(parts: AppParts): Handler {
       writer: parts.writer,
       store: parts.store,
       uploadDir: parts.uploadDir,
-      maxUploadBytes: parts.maxUploadBytes,
+      flags: parts.flags,
       onPublished: parts.onPublished,
     }),
   );

@@ -17,12 +17,13 @@ import type { Keyring } from '../keys/keyring.js';
 import { logger } from '../log.js';
 import { Layout } from '../repository/layout.js';
 import { LowdbStateStore } from '../state/lowdb-store.js';
-import type { StateStore } from '../state/store.js';
+import type { ServerSettings, StateStore } from '../state/store.js';
 import { SNAPSHOT, TIMESTAMP } from '../tuf/roles.js';
 import { roleKeysFor, type RoleKeys } from '../tuf/metadata.js';
 import { createHandler } from './app.js';
 import { MetadataView } from './metadata-view.js';
 import { Refresher } from './refresh.js';
+import { effectiveSettings } from './settings-api.js';
 import { clearUploads } from './upload.js';
 import { RepositoryWriter } from './writer.js';
 
@@ -37,9 +38,12 @@ export interface ServeOptions {
   tls?: { cert: string; key: string };
   /** Server state; default `DIR/.tufota/server/state.json` in lowdb. */
   store?: StateStore;
-  /** Refresh check interval; default from the refresh windows. */
+  /**
+   * Refresh check interval. Given, it outranks the stored setting; neither
+   * given, it comes from the refresh windows.
+   */
   refreshEveryMs?: number;
-  /** Largest target upload; default 8 GiB. */
+  /** Largest target upload; outranks the stored setting (default 8 GiB). */
   maxUploadBytes?: number;
 }
 
@@ -113,8 +117,17 @@ export async function startServer(
   const timestampFile = join(layout.metadata, 'timestamp.json');
   watchFile(timestampFile, { interval: 1000 }, () => void reload());
 
+  const flags: ServerSettings = {};
+  if (options.maxUploadBytes !== undefined) {
+    flags.maxUploadBytes = options.maxUploadBytes;
+  }
+  if (options.refreshEveryMs !== undefined) {
+    flags.refreshEveryMs = options.refreshEveryMs;
+  }
+  const stored = (await store.read()).settings;
   const refresher = new Refresher(writer, reload, {
-    intervalMs: options.refreshEveryMs,
+    intervalMs:
+      effectiveSettings(flags, stored).refreshEveryMs.value ?? undefined,
   });
   await refresher.start();
 
@@ -125,7 +138,7 @@ export async function startServer(
     store,
     refresher,
     uploadDir,
-    maxUploadBytes: options.maxUploadBytes ?? 8 * 1024 ** 3,
+    flags,
     onPublished: reload,
   });
   const server: Server = options.tls

@@ -14,6 +14,7 @@ import { RepositoryLock } from '../repository/lock.js';
 import {
   SCOPES,
   emptyState,
+  settingProblem,
   type ServerState,
   type StateStore,
 } from './store.js';
@@ -52,6 +53,14 @@ function checkState(file: string, value: unknown): ServerState {
     ) {
       throw corrupt(file, `has a malformed token record ${String(t.id)}`);
     }
+  }
+  const settings = (state.settings ?? {}) as Record<string, unknown>;
+  if (typeof settings !== 'object' || Array.isArray(settings)) {
+    throw corrupt(file, 'has "settings" that are not an object');
+  }
+  for (const [name, v] of Object.entries(settings)) {
+    const problem = settingProblem(name, v);
+    if (problem) throw corrupt(file, `has a bad setting: ${problem}`);
   }
   return { ...emptyState(), ...state };
 }

@@ -67,6 +67,13 @@ const ROUTES: Route[] = [
     body: '{"keyid":"a","sig":"b"}',
     wrong: 'rollouts',
   },
+  { method: 'GET', path: '/api/v1/settings' },
+  {
+    method: 'PUT',
+    path: '/api/v1/settings',
+    body: '{"maxUploadBytes":1}',
+    wrong: 'releases',
+  },
 ];
 
 describe('admin API', () => {
