@@ -1,0 +1,323 @@
+/**
+ * One update cycle of the device, as a sequence of recorded steps:
+ * refresh and verify metadata, choose a target, check preconditions,
+ * download and verify the image, hand it to the installer.
+ *
+ * Every step is written to the journal before the next begins, and the
+ * deployment (its id, target and phase) is in the state record before
+ * anything is downloaded, so a cycle cut short by a reboot or a kill
+ * continues where it was: a deployment past its download finishes its
+ * install without refreshing metadata, since a signed image that was
+ * verified stays verified even if the timestamp expires before the
+ * reboot. Each step also becomes an event for the server, queued in the
+ * sink, so the fleet's view never depends on the device being online.
+ *
+ * Nothing here decides which update applies (decide.ts), what the device
+ * may do now (preconditions.ts), how bytes are fetched (update/) or how
+ * an image is written (the installer).
+ */
+import { join } from 'node:path';
+import type { TargetFile } from '@tufjs/models';
+import type { Updater } from 'tuf-js';
+import { ClientError } from '../errors.js';
+import { logger } from '../log.js';
+import { downloadTarget, type DownloadOptions } from '../update/download.js';
+import { listTargets } from '../update/listing.js';
+import { chooseUpdate, type DeviceFacts } from './decide.js';
+import type { Journal } from './journal.js';
+import { runPreconditions, type Precondition } from './preconditions.js';
+import { newDeploymentId, type Deployment, type DeviceState } from './state.js';
+import { describeRefusal } from './refusal.js';
+
+const log = logger.child({ module: 'client/agent' });
+
+/** The steps reported to the server. */
+export type DeviceEventType =
+  | 'download-started'
+  | 'download-finished'
+  | 'download-failed'
+  | 'install-started'
+  | 'install-finished'
+  | 'install-failed'
+  | 'trial-boot'
+  | 'committed'
+  | 'rolled-back'
+  | 'precondition-refused'
+  | 'deferred'
+  | 'update-refused';
+
+/** Where a verified image goes: the A/B slot installer, or a stand-in. */
+export interface Installer {
+  /**
+   * Installs the verified image at `image` for `deployment`. Resolves
+   * with where the deployment then is: waiting for a reboot into the new
+   * image, or already committed (an installer with no boot step).
+   */
+  install(
+    image: string,
+    deployment: Deployment,
+  ): Promise<'awaiting-reboot' | 'committed'>;
+}
+
+/** Where device events go; the reporter queues them durably. */
+export interface EventSink {
+  add(event: {
+    type: DeviceEventType;
+    deploymentId?: string;
+    runningVersion?: string;
+    targetVersion?: string;
+    target?: string;
+    reason?: string;
+  }): Promise<void>;
+}
+
+export interface AgentOptions {
+  /**
+   * A new tuf-js Updater over the device's metadata folder (createUpdater)
+   * for each cycle: an Updater refreshes once in its life.
+   */
+  updater: () => Updater;
+  /** As given to the Updater; images are fetched from here. */
+  targetBaseUrl: string;
+  /** The device's state folder: downloads/, images/. */
+  stateDir: string;
+  facts: DeviceFacts;
+  /** Build date of the running software; an earlier clock is absurd. */
+  buildDate: Date;
+  preconditions: readonly Precondition[];
+  installer: Installer;
+  journal: Journal;
+  state: DeviceState;
+  events?: EventSink;
+  /** Transfer settings for downloads (CA, timeouts, retries). */
+  download?: Partial<
+    Omit<
+      DownloadOptions,
+      'target' | 'targetBaseUrl' | 'stateDir' | 'destination'
+    >
+  >;
+  /** Where releases live in the repository. Default `images/`. */
+  prefix?: string;
+  now?: () => Date;
+}
+
+export type CycleOutcome =
+  | {
+      outcome: 'refused';
+      stage: 'metadata' | 'download' | 'install';
+      reason: string;
+    }
+  | { outcome: 'up-to-date'; reason: string }
+  | { outcome: 'waiting'; check: string; reason: string }
+  | { outcome: 'retry-later'; reason: string }
+  | {
+      outcome: 'installed';
+      deploymentId: string;
+      phase: 'awaiting-reboot' | 'committed';
+    }
+  | { outcome: 'pending'; deploymentId: string; phase: string };
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class Agent {
+  readonly #o: AgentOptions;
+
+  constructor(options: AgentOptions) {
+    this.#o = options;
+  }
+
+  get #now(): Date {
+    return this.#o.now?.() ?? new Date();
+  }
+
+  /** Journals `event` and queues it for the server. */
+  async #record(
+    type: DeviceEventType,
+    fields: {
+      deployment?: Deployment;
+      target?: string;
+      targetVersion?: string;
+      reason?: string;
+      [more: string]: unknown;
+    } = {},
+  ): Promise<void> {
+    const { deployment, ...rest } = fields;
+    const deploymentId = deployment?.id;
+    const target = fields.target ?? deployment?.targetPath;
+    const targetVersion = fields.targetVersion ?? deployment?.version;
+    await this.#o.journal.append(type, {
+      ...rest,
+      ...(deploymentId ? { deploymentId } : {}),
+      ...(target ? { target } : {}),
+      ...(targetVersion ? { targetVersion } : {}),
+      runningVersion: this.#o.facts.version,
+    });
+    if (!this.#o.events) return;
+    try {
+      await this.#o.events.add({
+        type,
+        deploymentId,
+        runningVersion: this.#o.facts.version,
+        targetVersion,
+        target,
+        reason: fields.reason,
+      });
+    } catch (err) {
+      // The journal has it; the outbox failing must not stop an update.
+      log.error({ err, type }, 'cannot queue the event for the server');
+    }
+  }
+
+  /** Runs one cycle; never throws for a refusal, only for local faults. */
+  async runOnce(): Promise<CycleOutcome> {
+    const { deployment } = await this.#o.state.read();
+    if (deployment?.phase === 'installing') {
+      return this.#install(deployment);
+    }
+    if (
+      deployment &&
+      (deployment.phase === 'awaiting-reboot' || deployment.phase === 'trial')
+    ) {
+      // The installer and the bootloader own it until it ends.
+      return {
+        outcome: 'pending',
+        deploymentId: deployment.id,
+        phase: deployment.phase,
+      };
+    }
+
+    let candidates: TargetFile[];
+    try {
+      const updater = this.#o.updater();
+      await updater.refresh();
+      candidates = await listTargets(updater, this.#o.prefix ?? 'images/');
+    } catch (err) {
+      const reason = describeRefusal(err);
+      await this.#record('update-refused', { stage: 'metadata', reason });
+      return { outcome: 'refused', stage: 'metadata', reason };
+    }
+
+    // A target this device already committed, or fell back from, is not
+    // taken again by itself: after a rollback only a new release (or an
+    // operator) moves it.
+    const done =
+      deployment &&
+      (deployment.phase === 'committed' || deployment.phase === 'rolled-back')
+        ? deployment.hashes.sha256
+        : undefined;
+    const decision = chooseUpdate(
+      candidates.filter((c) => done === undefined || c.hashes.sha256 !== done),
+      this.#o.facts,
+    );
+    if (decision.action === 'none') {
+      await this.#o.journal.append('checked', {
+        reason: decision.reason,
+        runningVersion: this.#o.facts.version,
+      });
+      return { outcome: 'up-to-date', reason: decision.reason };
+    }
+    const { target, release } = decision;
+
+    const outcome = await runPreconditions(this.#o.preconditions, {
+      target: { path: target.path, length: target.length },
+      critical: release.critical,
+      buildDate: this.#o.buildDate,
+      now: this.#now,
+    });
+    if (!outcome.clockSane) {
+      await this.#o.journal.append('clock-absurd', {
+        now: this.#now.toISOString(),
+        buildDate: this.#o.buildDate.toISOString(),
+      });
+    }
+    if (!outcome.ok) {
+      await this.#record('precondition-refused', {
+        target: target.path,
+        targetVersion: release.version,
+        check: outcome.check,
+        reason: `${outcome.check}: ${outcome.reason}`,
+      });
+      return {
+        outcome: 'waiting',
+        check: outcome.check,
+        reason: outcome.reason,
+      };
+    }
+
+    // The same target as an unfinished deployment keeps its id, so the
+    // server sees one deployment however many tries its download takes.
+    const same =
+      deployment?.phase === 'downloading' &&
+      deployment.targetPath === target.path &&
+      deployment.hashes.sha256 === target.hashes.sha256;
+    const now = this.#now.toISOString();
+    const current: Deployment = same
+      ? deployment
+      : {
+          id: newDeploymentId(),
+          targetPath: target.path,
+          length: target.length,
+          hashes: { ...target.hashes },
+          version: release.version,
+          fromVersion: this.#o.facts.version,
+          phase: 'downloading',
+          startedAt: now,
+          updatedAt: now,
+        };
+    if (!same) await this.#o.state.setDeployment(current);
+    await this.#record('download-started', {
+      deployment: current,
+      reason: decision.reason,
+    });
+
+    const image = join(this.#o.stateDir, 'images', `${current.id}.img`);
+    try {
+      await downloadTarget({
+        ...this.#o.download,
+        target,
+        targetBaseUrl: this.#o.targetBaseUrl,
+        stateDir: this.#o.stateDir,
+        destination: image,
+      });
+    } catch (err) {
+      const reason = describeRefusal(err);
+      const integrity = err instanceof ClientError && err.code === 'INTEGRITY';
+      await this.#record('download-failed', { deployment: current, reason });
+      if (integrity) {
+        await this.#o.state.setPhase(current.id, 'failed', this.#now);
+        return { outcome: 'refused', stage: 'download', reason };
+      }
+      // Kept in phase downloading: the next cycle resumes the part.
+      return { outcome: 'retry-later', reason };
+    }
+    await this.#record('download-finished', { deployment: current });
+    const installing = await this.#o.state.setPhase(
+      current.id,
+      'installing',
+      this.#now,
+    );
+    return this.#install(installing);
+  }
+
+  async #install(deployment: Deployment): Promise<CycleOutcome> {
+    const image = join(this.#o.stateDir, 'images', `${deployment.id}.img`);
+    await this.#record('install-started', { deployment });
+    let phase: 'awaiting-reboot' | 'committed';
+    try {
+      phase = await this.#o.installer.install(image, deployment);
+    } catch (err) {
+      const reason = message(err);
+      await this.#record('install-failed', { deployment, reason });
+      await this.#o.state.setPhase(deployment.id, 'failed', this.#now);
+      return { outcome: 'refused', stage: 'install', reason };
+    }
+    await this.#o.state.setPhase(deployment.id, phase, this.#now);
+    await this.#record('install-finished', { deployment });
+    if (phase === 'committed') {
+      await this.#record('committed', { deployment });
+    }
+    return { outcome: 'installed', deploymentId: deployment.id, phase };
+  }
+}
