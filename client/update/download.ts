@@ -16,7 +16,7 @@ import type { TargetFile } from '@tufjs/models';
 import { backOff } from 'exponential-backoff';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
-import { TargetDigests } from './digests.js';
+import { checkableAlgorithms } from './digests.js';
 import { checkTransport } from './http.js';
 import { PartialDownload } from './partial.js';
 import { retryHint, Transfer } from './transfer.js';
@@ -105,7 +105,7 @@ export async function downloadTarget(
   const { target } = o;
   const url = targetUrl(o.targetBaseUrl, target, o.consistentSnapshot);
   checkTransport(url, { ca: o.ca, allowHttp: o.allowHttp, code: 'DOWNLOAD' });
-  if (new TargetDigests(target.hashes).algorithms.length === 0) {
+  if (checkableAlgorithms(target.hashes).length === 0) {
     throw new ClientError(
       'INTEGRITY',
       `${target.path}: none of its hashes (${Object.keys(target.hashes).join(', ')}) can be checked`,
@@ -169,6 +169,8 @@ export async function downloadTarget(
       `${err instanceof ClientError ? '' : `${target.path}: `}${message}${after}`,
       { cause: err },
     );
+  } finally {
+    await transfer.close();
   }
   log.info(
     {

@@ -14,15 +14,12 @@ import type { IncomingMessage } from 'node:http';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
 import { judgeAnswer } from './answer.js';
-import { TargetDigests } from './digests.js';
+import { BUFFER_SIZE, TargetDigests } from './digests.js';
 import type { DownloadOptions } from './download.js';
 import { pinnedGet } from './http.js';
 import type { PartialDownload } from './partial.js';
 
 const log = logger.child({ module: 'client/update/transfer' });
-
-/** Bytes gathered from the network before one write to disk. */
-const WRITE_BATCH = 1024 * 1024;
 
 /** A URL as logs and messages show it: no credentials, no query. */
 function shown(url: string): string {
@@ -85,7 +82,7 @@ export class Transfer {
   readonly #url: string;
   readonly #part: PartialDownload;
   readonly #length: number;
-  #digests: TargetDigests;
+  readonly #digests: TargetDigests;
   #etag: string | undefined;
   #integrityFailures = 0;
   /** The URL as logs and messages show it. */
@@ -109,6 +106,11 @@ export class Transfer {
     await this.#verify();
   }
 
+  /** Ends the hashing thread; the transfer is not used after. */
+  close(): Promise<void> {
+    return this.#digests.close();
+  }
+
   /**
    * The part's size once it is known to be a usable prefix, with the
    * digests brought to it; a part that cannot be resumed is emptied.
@@ -116,13 +118,15 @@ export class Transfer {
   async #resumePoint(): Promise<number> {
     const source = await this.#part.source();
     let size = await this.#part.size();
-    const incomplete = size > 0 && size < this.#length;
+    // A complete part needs no request, only the check of its hashes;
+    // a partial one needs the ETag its bytes came under.
+    const partial = size > 0 && size < this.#length;
     const reason =
       size > this.#length
         ? 'the part is longer than the target'
-        : size > 0 && source?.url !== this.#url
+        : partial && source?.url !== this.#url
           ? 'the part came from another URL, or its record is lost'
-          : incomplete && !source?.etag
+          : partial && !source?.etag
             ? 'the server gave no strong ETag to resume against'
             : undefined;
     if (reason) {
@@ -135,11 +139,7 @@ export class Transfer {
     if (this.#digests.bytes !== size) {
       // A new process, or an attempt whose last write failed: the digests
       // are rebuilt from the disk, never trusted from memory.
-      this.#digests = await TargetDigests.ofFile(
-        this.#o.target.hashes,
-        this.#part.part,
-        size,
-      );
+      await this.#digests.rehash(this.#part.part, size);
       if (size > 0) log.info({ url: this.shown, from: size }, 'resuming');
     }
     this.#o.onProgress?.(size, this.#length);
@@ -150,7 +150,7 @@ export class Transfer {
   async #restart(reason: string): Promise<void> {
     log.warn({ url: this.shown, reason }, 'starting over from byte 0');
     await this.#part.truncate();
-    this.#digests = new TargetDigests(this.#o.target.hashes);
+    this.#digests.reset();
     this.#o.onProgress?.(0, this.#length);
   }
 
@@ -212,53 +212,72 @@ export class Transfer {
   }
 
   /**
-   * Writes the body from `offset` in batches, hashing each batch once it
-   * is written, so the digests always describe exactly what is on disk.
-   * Bytes past the target's length are never written: a server sending
-   * more fails the attempt.
+   * Writes the body from `offset` a buffer at a time, handing each buffer
+   * to the digests once it is written, so they always describe exactly
+   * what is on disk. Bytes past the target's length are never written: a
+   * server sending more fails the attempt.
    */
   async #receive(res: IncomingMessage, offset: number): Promise<void> {
     const file = await open(this.#part.part, 'r+');
+    const digests = this.#digests;
     let position = offset;
-    let batch: Buffer[] = [];
-    let batched = 0;
+    let buffer: Buffer | undefined;
+    let filled = 0;
+    let writeError: unknown;
     const flush = async () => {
-      if (batched === 0) return;
-      const { bytesWritten } = await file.writev(batch, position);
-      if (bytesWritten !== batched) {
-        throw failure(`${this.#part.part}: short write`, { permanent: true });
+      if (!buffer || filled === 0) return;
+      try {
+        const { bytesWritten } = await file.write(buffer, 0, filled, position);
+        if (bytesWritten !== filled) throw new Error('short write');
+      } catch (err) {
+        writeError = err;
+        throw err;
       }
-      for (const chunk of batch) this.#digests.update(chunk);
-      position += batched;
-      batch = [];
-      batched = 0;
+      digests.update(buffer, filled);
+      buffer = undefined;
+      position += filled;
+      filled = 0;
       this.#o.onProgress?.(position, this.#length);
     };
+
     let error: unknown;
     let overflow = false;
     try {
       for await (const data of res) {
-        const chunk = data as Buffer;
+        let chunk = data as Buffer;
         this.received += chunk.length;
-        const room = this.#length - position - batched;
+        const room = this.#length - position - filled;
         if (chunk.length > room) {
-          batch.push(chunk.subarray(0, room));
-          batched += room;
+          chunk = chunk.subarray(0, room);
           overflow = true;
-          break;
         }
-        batch.push(chunk);
-        batched += chunk.length;
-        if (batched >= WRITE_BATCH || batch.length >= 256) await flush();
+        while (chunk.length > 0) {
+          buffer ??= await digests.buffer();
+          const copied = chunk.copy(buffer, filled);
+          filled += copied;
+          chunk = chunk.subarray(copied);
+          if (filled === BUFFER_SIZE) await flush();
+        }
+        if (overflow) break;
       }
     } catch (err) {
-      // What arrived before the connection failed is kept for the resume.
       error = err;
     }
     try {
-      await flush();
+      // What arrived before the connection failed is kept for the resume.
+      if (writeError === undefined) await flush();
     } finally {
+      if (buffer) digests.release(buffer);
       await file.close();
+    }
+
+    if (writeError !== undefined) {
+      const message = String((writeError as Error).message ?? writeError);
+      throw failure(
+        `${this.#part.part}: cannot write: ${message}`,
+        { permanent: true },
+        writeError,
+      );
     }
     if (overflow) {
       throw failure(
@@ -291,7 +310,7 @@ export class Transfer {
     const mismatch =
       size !== this.#length || this.#digests.bytes !== this.#length
         ? { algorithm: 'length', expected: this.#length, actual: size }
-        : this.#digests.mismatch();
+        : await this.#digests.mismatch();
     if (!mismatch) return;
 
     this.#integrityFailures++;
@@ -301,7 +320,7 @@ export class Transfer {
       'integrity failure; part removed',
     );
     await this.#part.remove();
-    this.#digests = new TargetDigests(this.#o.target.hashes);
+    this.#digests.reset();
     const { algorithm, expected, actual } = mismatch;
     const err = new ClientError(
       'INTEGRITY',

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TargetFile } from '@tufjs/models';
+import { TargetFile } from '@tufjs/models';
 import { ClientError, type ClientErrorCode } from '../../../client/errors.js';
 import {
   downloadTarget,
@@ -314,6 +314,23 @@ describe('downloadTarget', () => {
         c.check(proxy.records, error);
       });
     }
+  });
+
+  describe('when the target lists no hash node can compute', () => {
+    it('refuses it before any request', async () => {
+      proxy.use(() => ({}));
+      const at = await device(info);
+      const odd = TargetFile.fromJSON(info.path, {
+        length: info.length,
+        hashes: { 'sha-none': info.hashes.sha256 },
+      });
+      const { outcome, error } = await outcomeOf(
+        downloadTarget(options(at, { target: odd })),
+      );
+      assert.equal(outcome, 'INTEGRITY');
+      assert.match(error?.message ?? '', /none of its hashes \(sha-none\)/);
+      assert.equal(proxy.records.length, 0);
+    });
   });
 
   describe('when the device process is killed mid-download', () => {
