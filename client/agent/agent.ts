@@ -25,8 +25,18 @@ import { downloadTarget, type DownloadOptions } from '../update/download.js';
 import { listTargets } from '../update/listing.js';
 import { chooseUpdate, type DeviceFacts } from './decide.js';
 import type { Journal } from './journal.js';
-import { runPreconditions, type Precondition } from './preconditions.js';
-import { newDeploymentId, type Deployment, type DeviceState } from './state.js';
+import {
+  clockIsSane,
+  runPreconditions,
+  type DeferralStore,
+  type Precondition,
+} from './preconditions.js';
+import {
+  newDeploymentId,
+  writeFileDurable,
+  type Deployment,
+  type DeviceState,
+} from './state.js';
 import { describeRefusal } from './refusal.js';
 
 const log = logger.child({ module: 'client/agent' });
@@ -96,6 +106,8 @@ export interface AgentOptions {
       'target' | 'targetBaseUrl' | 'stateDir' | 'destination'
     >
   >;
+  /** Deferrals a user or operator asked for (`defer`). */
+  deferrals?: DeferralStore;
   /** Where releases live in the repository. Default `images/`. */
   prefix?: string;
   now?: () => Date;
@@ -119,6 +131,43 @@ export type CycleOutcome =
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Download progress for `tufota-device status`, beside the state file. */
+export const PROGRESS_FILE = 'progress.json';
+
+/**
+ * Writes download progress at most twice a second. Another process reads
+ * it for the status, so each write replaces the file whole; losing one to
+ * a crash costs nothing, since the part file itself is the truth.
+ */
+class ProgressFile {
+  #last = 0;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly path: string,
+    readonly deploymentId: string,
+  ) {}
+
+  update(done: number, total: number): void {
+    const now = Date.now();
+    if (now - this.#last < 500 && done < total) return;
+    this.#last = now;
+    const body = JSON.stringify({
+      deploymentId: this.deploymentId,
+      done,
+      total,
+      at: new Date(now).toISOString(),
+    });
+    this.#writing = this.#writing
+      .then(() => writeFileDurable(this.path, body))
+      .catch((err: unknown) => log.warn({ err }, 'cannot write progress'));
+  }
+
+  settled(): Promise<void> {
+    return this.#writing;
+  }
 }
 
 export class Agent {
@@ -168,6 +217,46 @@ export class Agent {
       // The journal has it; the outbox failing must not stop an update.
       log.error({ err, type }, 'cannot queue the event for the server');
     }
+  }
+
+  /**
+   * Defers the update this device would take now until `until`, if it may
+   * be deferred (not critical, deferrals left, a sane clock). The target
+   * comes from freshly verified metadata, so whether it is critical is
+   * what its release says, not what the caller believes.
+   */
+  async defer(
+    until: Date,
+    by?: string,
+  ): Promise<{ ok: boolean; reason: string; target?: string }> {
+    if (!this.#o.deferrals) {
+      return { ok: false, reason: 'this device keeps no deferrals' };
+    }
+    const updater = this.#o.updater();
+    await updater.refresh();
+    const candidates = await listTargets(updater, this.#o.prefix ?? 'images/');
+    const decision = chooseUpdate(candidates, this.#o.facts);
+    if (decision.action === 'none') {
+      return { ok: false, reason: `nothing to defer: ${decision.reason}` };
+    }
+    const now = this.#now;
+    const answer = await this.#o.deferrals.defer(decision.target.path, {
+      until,
+      by,
+      critical: decision.release.critical,
+      now,
+      clockSane: clockIsSane(now, this.#o.buildDate),
+    });
+    const target = decision.target.path;
+    if (!answer.ok) return { ok: false, reason: answer.reason, target };
+    const reason = `deferred until ${answer.deferral.until} (${answer.deferral.count} of ${this.#o.deferrals.maxDeferrals})`;
+    await this.#record('deferred', {
+      target,
+      targetVersion: decision.release.version,
+      reason,
+      ...(by ? { by } : {}),
+    });
+    return { ok: true, reason, target };
   }
 
   /** Runs one cycle; never throws for a refusal, only for local faults. */
@@ -273,9 +362,14 @@ export class Agent {
     });
 
     const image = join(this.#o.stateDir, 'images', `${current.id}.img`);
+    const progress = new ProgressFile(
+      join(this.#o.stateDir, PROGRESS_FILE),
+      current.id,
+    );
     try {
       await downloadTarget({
         ...this.#o.download,
+        onProgress: (done, total) => progress.update(done, total),
         target,
         targetBaseUrl: this.#o.targetBaseUrl,
         stateDir: this.#o.stateDir,
@@ -291,6 +385,8 @@ export class Agent {
       }
       // Kept in phase downloading: the next cycle resumes the part.
       return { outcome: 'retry-later', reason };
+    } finally {
+      await progress.settled();
     }
     await this.#record('download-finished', { deployment: current });
     const installing = await this.#o.state.setPhase(

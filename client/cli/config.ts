@@ -1,0 +1,173 @@
+/**
+ * The device's configuration file (`tufota-device --config FILE`), read
+ * and checked whole before anything runs: a typo in a field name or a
+ * relative path is refused by name, never taken as "not set".
+ *
+ * Paths may be relative to the file's folder, so a device image can ship
+ * one folder with the config, the pinned CA and the first root.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { ClientError } from '../errors.js';
+
+export interface DeviceConfig {
+  /** The device's own folder: metadata, downloads, journal, state. */
+  stateDir: string;
+  metadataUrl: string;
+  targetsUrl: string;
+  /** PEM file of the CA the server's certificate must chain to. */
+  ca?: string;
+  /** Plain http; for tests and labs only. */
+  allowHttp: boolean;
+  hardware: string;
+  channel: string;
+  /** The running version, or a file holding it (one line). */
+  version?: string;
+  versionFile?: string;
+  /** When the running software was built; an earlier clock is absurd. */
+  buildDate: string;
+  /** Where the stand-in installer puts images (`DIR/VERSION/image`). */
+  installDir: string;
+  battery?: { minPercent: number; command?: string[]; file?: string };
+  busy?: { path: string } | { command: string[] };
+  windows?: string[];
+  /** Free space kept beyond the image, in bytes. */
+  marginBytes?: number;
+  maxDeferrals?: number;
+  report?: { url: string; deviceId: string; credentialFile: string };
+}
+
+const KNOWN = new Set([
+  'stateDir',
+  'metadataUrl',
+  'targetsUrl',
+  'ca',
+  'allowHttp',
+  'hardware',
+  'channel',
+  'version',
+  'versionFile',
+  'buildDate',
+  'installDir',
+  'battery',
+  'busy',
+  'windows',
+  'marginBytes',
+  'maxDeferrals',
+  'report',
+]);
+
+function bad(file: string, what: string): ClientError {
+  return new ClientError('CONFIG', `${file}: ${what}`);
+}
+
+function text(
+  file: string,
+  raw: Record<string, unknown>,
+  name: string,
+  optional = false,
+): string | undefined {
+  const value = raw[name];
+  if (value === undefined && optional) return undefined;
+  if (typeof value !== 'string' || value.length === 0) {
+    throw bad(file, `"${name}" must be a non-empty string`);
+  }
+  return value;
+}
+
+export async function loadConfig(file: string): Promise<DeviceConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw bad(file, `cannot read it as JSON (${(err as Error).message})`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw bad(file, 'must hold a JSON object');
+  }
+  const r = raw as Record<string, unknown>;
+  for (const key of Object.keys(r)) {
+    if (!KNOWN.has(key)) throw bad(file, `"${key}" is not a known setting`);
+  }
+  const base = dirname(resolve(file));
+  const path = (name: string, optional = false) => {
+    const value = text(file, r, name, optional);
+    return value === undefined ? undefined : resolve(base, value);
+  };
+  const url = (name: string) => {
+    const value = text(file, r, name)!;
+    try {
+      return new URL(value).toString().replace(/\/$/, '');
+    } catch {
+      throw bad(file, `"${name}" is not a URL: ${value}`);
+    }
+  };
+  const buildDate = text(file, r, 'buildDate')!;
+  if (!Number.isFinite(Date.parse(buildDate))) {
+    throw bad(file, `"buildDate" is not a date: ${buildDate}`);
+  }
+  if (r.version === undefined && r.versionFile === undefined) {
+    throw bad(file, 'give "version" or "versionFile"');
+  }
+  if (r.allowHttp !== undefined && typeof r.allowHttp !== 'boolean') {
+    throw bad(file, '"allowHttp" must be true or false');
+  }
+  for (const name of ['marginBytes', 'maxDeferrals']) {
+    const v = r[name];
+    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) {
+      throw bad(file, `"${name}" must be a whole number of 0 or more`);
+    }
+  }
+  if (
+    r.windows !== undefined &&
+    (!Array.isArray(r.windows) ||
+      !r.windows.every((w) => typeof w === 'string'))
+  ) {
+    throw bad(file, '"windows" must be a list of "HH:MM-HH:MM" strings');
+  }
+  const config: DeviceConfig = {
+    stateDir: path('stateDir')!,
+    metadataUrl: url('metadataUrl'),
+    targetsUrl: url('targetsUrl'),
+    ca: path('ca', true),
+    allowHttp: r.allowHttp === true,
+    hardware: text(file, r, 'hardware')!,
+    channel: text(file, r, 'channel')!,
+    version: text(file, r, 'version', true),
+    versionFile: path('versionFile', true),
+    buildDate,
+    installDir: path('installDir')!,
+    battery: r.battery as DeviceConfig['battery'],
+    busy: r.busy as DeviceConfig['busy'],
+    windows: r.windows,
+    marginBytes: r.marginBytes as number | undefined,
+    maxDeferrals: r.maxDeferrals as number | undefined,
+    report: r.report as DeviceConfig['report'],
+  };
+  if (config.busy && 'path' in config.busy && !isAbsolute(config.busy.path)) {
+    config.busy = { path: resolve(base, config.busy.path) };
+  }
+  if (config.report) {
+    const rep = config.report as Record<string, unknown>;
+    for (const name of ['url', 'deviceId', 'credentialFile']) {
+      if (typeof rep[name] !== 'string') {
+        throw bad(file, `"report.${name}" must be a string`);
+      }
+    }
+    config.report.credentialFile = resolve(base, config.report.credentialFile);
+  }
+  if (!config.ca && !config.allowHttp) {
+    throw bad(file, 'give "ca" (the pinned CA) or, for a lab, "allowHttp"');
+  }
+  return config;
+}
+
+/** The running version, from the config or its version file. */
+export async function runningVersion(config: DeviceConfig): Promise<string> {
+  if (config.version) return config.version;
+  const value = (await readFile(config.versionFile!, 'utf8')).trim();
+  if (!value) {
+    throw new ClientError('CONFIG', `${config.versionFile} is empty`);
+  }
+  return value;
+}

@@ -1,0 +1,134 @@
+/**
+ * A device put together from its configuration: the update cycle with
+ * its journal, state record, deferrals, preconditions and installer. The
+ * commands open it, do one thing, and close it.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Agent, PROGRESS_FILE } from '../agent/agent.js';
+import { FolderInstaller } from '../agent/folder-installer.js';
+import { Journal } from '../agent/journal.js';
+import { DeferralStore, defaultPreconditions } from '../agent/preconditions.js';
+import { DeviceState, type Deployment } from '../agent/state.js';
+import { ClientError } from '../errors.js';
+import { PinnedFetcher } from '../update/pinned-fetcher.js';
+import { createUpdater } from '../update/updater.js';
+import { runningVersion, type DeviceConfig } from './config.js';
+
+export interface OpenDevice {
+  agent: Agent;
+  journal: Journal;
+  state: DeviceState;
+  deferrals: DeferralStore;
+  close(): Promise<void>;
+}
+
+export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
+  const metadataDir = join(config.stateDir, 'metadata');
+  const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
+  const journal = await Journal.open({ dir: join(config.stateDir, 'journal') });
+  try {
+    const state = await DeviceState.open(join(config.stateDir, 'state.json'));
+    const deferrals = new DeferralStore(
+      join(config.stateDir, 'deferrals.json'),
+      { maxDeferrals: config.maxDeferrals },
+    );
+    const preconditions = defaultPreconditions({
+      storage: { dir: config.stateDir, marginBytes: config.marginBytes },
+      battery: config.battery,
+      busy: config.busy,
+      windows: config.windows,
+      deferrals,
+    });
+    const agent = new Agent({
+      updater: () =>
+        createUpdater({
+          metadataDir,
+          metadataBaseUrl: config.metadataUrl,
+          targetBaseUrl: config.targetsUrl,
+          fetcher: ca
+            ? new PinnedFetcher({ ca, allowHttp: config.allowHttp })
+            : undefined,
+        }),
+      targetBaseUrl: config.targetsUrl,
+      stateDir: config.stateDir,
+      facts: {
+        hardware: config.hardware,
+        channel: config.channel,
+        version: await runningVersion(config),
+      },
+      buildDate: new Date(config.buildDate),
+      preconditions,
+      installer: new FolderInstaller(config.installDir),
+      journal,
+      state,
+      deferrals,
+      download: { ca, allowHttp: config.allowHttp },
+    });
+    return {
+      agent,
+      journal,
+      state,
+      deferrals,
+      close: () => journal.close(),
+    };
+  } catch (err) {
+    await journal.close();
+    throw err;
+  }
+}
+
+/** What `tufota-device status` shows. */
+export interface DeviceStatus {
+  state:
+    | 'idle'
+    | 'downloading'
+    | 'installing'
+    | 'awaiting-reboot'
+    | 'trial'
+    | 'committed'
+    | 'rolled-back'
+    | 'failed';
+  deployment?: Deployment;
+  /** While downloading: bytes on disk and the image's length. */
+  progress?: { done: number; total: number; percent: number };
+}
+
+/**
+ * The status from the state record and the progress file, read without
+ * the journal or the network, so it answers while a cycle runs.
+ */
+export async function readStatus(config: DeviceConfig): Promise<DeviceStatus> {
+  const state = new DeviceState(join(config.stateDir, 'state.json'));
+  const { deployment } = await state.read();
+  if (!deployment) return { state: 'idle' };
+  const status: DeviceStatus = { state: deployment.phase, deployment };
+  if (deployment.phase === 'downloading') {
+    try {
+      const raw = JSON.parse(
+        await readFile(join(config.stateDir, PROGRESS_FILE), 'utf8'),
+      ) as { deploymentId?: string; done?: number; total?: number };
+      if (
+        raw.deploymentId === deployment.id &&
+        Number.isSafeInteger(raw.done) &&
+        Number.isSafeInteger(raw.total) &&
+        (raw.total as number) > 0
+      ) {
+        const done = raw.done as number;
+        const total = raw.total as number;
+        status.progress = {
+          done,
+          total,
+          percent: Math.floor((done / total) * 1000) / 10,
+        };
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new ClientError('STATE', 'cannot read the download progress', {
+          cause: err,
+        });
+      }
+    }
+  }
+  return status;
+}

@@ -1,0 +1,220 @@
+/**
+ * `tufota-device`: the device's commands. `run` takes the arguments and an
+ * IO object and returns an exit code, so tests drive it in-process as an
+ * integrator's scripts would.
+ *
+ * Exit codes: 0 done (or nothing to do), 1 failed or refused, 2 usage,
+ * 3 waiting on a precondition or a retry (try again later).
+ */
+import { Command, CommanderError } from 'commander';
+import { copyFile, mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClientError } from '../errors.js';
+import { loadConfig } from './config.js';
+import { openDevice, readStatus } from './device.js';
+
+export interface DeviceIO {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const processIO: DeviceIO = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+interface Globals {
+  config: string;
+  json?: boolean;
+}
+
+function print(
+  io: DeviceIO,
+  json: boolean | undefined,
+  value: unknown,
+  words: string,
+): void {
+  io.out(json ? `${JSON.stringify(value, null, 2)}\n` : `${words}\n`);
+}
+
+/** A duration such as 90m, 12h or 3d, or an ISO 8601 time. */
+function parseUntil(value: string, now: Date): Date {
+  const m = /^(\d{1,4})([mhd])$/.exec(value);
+  if (m) {
+    const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[
+      m[2] as 'm' | 'h' | 'd'
+    ];
+    return new Date(now.getTime() + Number(m[1]) * unit);
+  }
+  const at = Date.parse(value);
+  if (!/^\d{4}-\d\d-\d\dT/.test(value) || !Number.isFinite(at)) {
+    throw new ClientError(
+      'CONFIG',
+      `--until ${value}: give a duration (90m, 12h, 3d) or an ISO 8601 time`,
+    );
+  }
+  return new Date(at);
+}
+
+function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
+  const program = new Command('tufota-device')
+    .description('the tufota update agent on a device')
+    .requiredOption('--config <file>', 'the device configuration (JSON)')
+    .option('--json', 'print results as JSON')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+    });
+
+  program
+    .command('init')
+    .description('install the root the device was shipped with, once')
+    .requiredOption('--root <file>', 'the trusted root (N.root.json)')
+    .action(async (flags: { root: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const config = await loadConfig(g.config);
+      const dir = join(config.stateDir, 'metadata');
+      const target = join(dir, 'root.json');
+      const exists = await stat(target).then(
+        () => true,
+        () => false,
+      );
+      if (exists) {
+        // Never step back: the trusted root may have moved on since.
+        print(
+          io,
+          g.json,
+          { initialized: false, root: target },
+          `${target} already exists; left as it is`,
+        );
+        return;
+      }
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await copyFile(flags.root, target);
+      print(
+        io,
+        g.json,
+        { initialized: true, root: target },
+        `trusting ${flags.root}`,
+      );
+    });
+
+  program
+    .command('check')
+    .description('run one update cycle: refresh, decide, download, install')
+    .action(async (_flags: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const device = await openDevice(await loadConfig(g.config));
+      try {
+        const result = await device.agent.runOnce();
+        const words =
+          result.outcome === 'installed'
+            ? `installed, deployment ${result.deploymentId}: ${result.phase}`
+            : result.outcome === 'pending'
+              ? `deployment ${result.deploymentId} is ${result.phase}`
+              : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
+        print(io, g.json, result, words);
+        if (result.outcome === 'refused') setCode(1);
+        if (result.outcome === 'waiting' || result.outcome === 'retry-later') {
+          setCode(3);
+        }
+      } finally {
+        await device.close();
+      }
+    });
+
+  program
+    .command('status')
+    .description(
+      'where the device is: idle, downloading (percent), installing, …',
+    )
+    .action(async (_flags: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const status = await readStatus(await loadConfig(g.config));
+      const d = status.deployment;
+      const words = !d
+        ? 'idle'
+        : `${status.state}${status.progress ? ` ${status.progress.percent}%` : ''}: ` +
+          `${d.targetPath} ${d.version} (deployment ${d.id}, from ${d.fromVersion})`;
+      print(io, g.json, status, words);
+    });
+
+  program
+    .command('defer')
+    .description('put off the update this device would take now')
+    .requiredOption(
+      '--until <when>',
+      'a duration (12h, 3d) or an ISO 8601 time',
+    )
+    .option('--by <who>', 'who asked, for the journal and the server')
+    .action(async (flags: { until: string; by?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const until = parseUntil(flags.until, new Date());
+      const device = await openDevice(await loadConfig(g.config));
+      try {
+        const answer = await device.agent.defer(until, flags.by);
+        print(
+          io,
+          g.json,
+          answer,
+          answer.ok
+            ? `${answer.target}: ${answer.reason}`
+            : `not deferred: ${answer.reason}`,
+        );
+        if (!answer.ok) setCode(1);
+      } finally {
+        await device.close();
+      }
+    });
+
+  program
+    .command('journal')
+    .description('the newest journal entries, oldest first')
+    .option('-n, --count <n>', 'how many', '20')
+    .action(async (flags: { count: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const count = Number(flags.count);
+      if (!Number.isSafeInteger(count) || count < 1) {
+        throw new ClientError(
+          'CONFIG',
+          `--count ${flags.count}: a whole number from 1`,
+        );
+      }
+      const device = await openDevice(await loadConfig(g.config));
+      try {
+        const entries = await device.journal.newest(count);
+        if (g.json) print(io, true, entries, '');
+        else {
+          for (const e of entries) {
+            const { seq, time, event, ...rest } = e;
+            io.out(`${seq} ${time} ${event} ${JSON.stringify(rest)}\n`);
+          }
+        }
+      } finally {
+        await device.close();
+      }
+    });
+
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+/** Runs one command and returns its exit code. */
+export async function run(
+  argv: string[],
+  io: DeviceIO = processIO,
+): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    const message = err instanceof Error ? err.message : String(err);
+    io.err(`error: ${message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * `tufota-device` as an integrator drives it: a configuration file, the
+ * shipped root installed once, a check that installs, the status at every
+ * moment (downloading with its percent, read by another process while a
+ * slow download runs), the journal, and deferral (limited, and never for
+ * a critical release).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../client/cli/main.js';
+import { publish } from '../../src/repository/publish.js';
+import { BadProxy } from '../helpers/bad-proxy.js';
+import {
+  cleanupTempDirs,
+  createTestRepo,
+  tempDir,
+  type TestRepo,
+} from '../helpers/fixtures.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const DEVICE_BIN = fileURLToPath(
+  new URL('../../dist/client/cli/bin.js', import.meta.url),
+);
+
+async function releaseImage(
+  t: TestRepo,
+  path: string,
+  bytes: Buffer,
+  custom: Record<string, unknown>,
+): Promise<void> {
+  const repo = await t.open();
+  try {
+    const source = join(t.base, `src-${Date.now()}-${Math.random()}`);
+    await writeFile(source, bytes);
+    await repo.addTargets([{ source, path, custom }], undefined, {
+      replace: true,
+    });
+    await publish(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
+/** Waits until `server` serves the repository's newest timestamp. */
+async function served(t: TestRepo, server: TestServer): Promise<void> {
+  const want = await readFile(join(t.dir, 'metadata', 'timestamp.json'));
+  for (let i = 0; i < 100; i++) {
+    const got = await fetch(`${server.url}/metadata/timestamp.json`);
+    if (Buffer.from(await got.arrayBuffer()).equals(want)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the server never picked up the publish');
+}
+
+async function device(
+  argv: string[],
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await run(argv, {
+    out: (s) => void (out += s),
+    err: (s) => void (err += s),
+  });
+  return { code, out, err };
+}
+
+describe('tufota-device', () => {
+  let t: TestRepo;
+  let server: TestServer;
+  let proxy: BadProxy;
+  let config: string;
+  let home: string;
+  const image = Buffer.alloc(2 * 1024 * 1024, 0x5a);
+
+  before(async () => {
+    t = await createTestRepo();
+    await releaseImage(t, 'images/fw-1.1.0.img', image, {
+      version: '1.1.0',
+      hardware: ['board-a'],
+    });
+    server = await startTestServer(t);
+    proxy = await BadProxy.start(server.url);
+    home = await tempDir('tufota-device-home-');
+    await writeFile(join(home, 'version'), '1.0.0\n');
+    config = join(home, 'device.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        stateDir: 'state',
+        metadataUrl: `${proxy.url}/metadata`,
+        targetsUrl: proxy.targetsUrl,
+        allowHttp: true,
+        hardware: 'board-a',
+        channel: 'stable',
+        versionFile: 'version',
+        buildDate: '2026-01-01T00:00:00Z',
+        installDir: 'installed',
+        maxDeferrals: 1,
+      }),
+    );
+    await mkdir(join(home, 'state'));
+  });
+  after(async () => {
+    await proxy.close();
+    await server.close();
+    await cleanupTempDirs();
+  });
+
+  it('refuses a configuration with an unknown field, naming it', async () => {
+    const bad = join(home, 'bad.json');
+    await writeFile(
+      bad,
+      JSON.stringify({
+        ...JSON.parse(await readFile(config, 'utf8')),
+        chanel: 'x',
+      }),
+    );
+    const r = await device(['--config', bad, 'status']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /"chanel" is not a known setting/);
+  });
+
+  it('installs the shipped root once, then shows the download percent to another process', async function () {
+    this.timeout(30_000);
+    const root = join(t.dir, 'metadata', '1.root.json');
+    assert.equal(
+      (await device(['--config', config, 'init', '--root', root])).code,
+      0,
+    );
+    const again = await device(['--config', config, 'init', '--root', root]);
+    assert.match(again.out, /already exists/);
+    assert.equal((await device(['--config', config, 'status'])).out, 'idle\n');
+
+    // About 400 KiB a second: the check runs for several seconds.
+    proxy.use(() => ({ bytesPer10ms: 4096 }));
+    const child = spawn(
+      process.execPath,
+      [DEVICE_BIN, '--config', config, 'check'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let childOut = '';
+    child.stdout.on('data', (c: Buffer) => (childOut += c.toString()));
+    const exited = new Promise<number>((r) =>
+      child.on('close', (c) => r(c ?? -1)),
+    );
+    const percents: number[] = [];
+    for (let i = 0; i < 200 && child.exitCode === null; i++) {
+      const s = await device(['--config', config, '--json', 'status']);
+      const status = JSON.parse(s.out) as {
+        state: string;
+        progress?: { percent: number };
+      };
+      if (status.state === 'downloading' && status.progress) {
+        percents.push(status.progress.percent);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(await exited, 0, childOut);
+    proxy.use(() => ({}));
+    assert.ok(
+      percents.some((p) => p > 0 && p < 100),
+      `a percent between 0 and 100 was shown: ${percents.join(', ')}`,
+    );
+    assert.deepEqual(
+      [...percents].sort((a, b) => a - b),
+      percents,
+      'the percent never goes back',
+    );
+    const status = await device(['--config', config, 'status']);
+    assert.match(status.out, /^committed: images\/fw-1\.1\.0\.img 1\.1\.0/);
+    const installed = await readFile(join(home, 'installed', '1.1.0', 'image'));
+    assert.ok(installed.equals(image));
+    const journal = await device(['--config', config, 'journal', '-n', '5']);
+    assert.match(journal.out, /download-started/);
+    assert.match(journal.out, /committed/);
+  });
+
+  it('defers a release a limited number of times, and never a critical one', async () => {
+    await writeFile(join(home, 'version'), '1.1.0\n');
+    await releaseImage(t, 'images/fw-1.2.0.img', Buffer.alloc(1000, 1), {
+      version: '1.2.0',
+      hardware: ['board-a'],
+    });
+    await served(t, server);
+    const deferred = await device([
+      '--config',
+      config,
+      'defer',
+      '--until',
+      '2h',
+      '--by',
+      'night shift',
+    ]);
+    assert.equal(deferred.code, 0, deferred.err + deferred.out);
+    assert.match(deferred.out, /fw-1\.2\.0\.img: deferred until/);
+    const waiting = await device(['--config', config, 'check']);
+    assert.equal(waiting.code, 3, 'waiting on the deferral');
+    assert.match(waiting.out, /deferred/);
+    const twice = await device(['--config', config, 'defer', '--until', '2h']);
+    assert.equal(twice.code, 1);
+    assert.match(twice.out, /deferred 1 times already/);
+
+    await releaseImage(t, 'images/fw-1.3.0.img', Buffer.alloc(1000, 2), {
+      version: '1.3.0',
+      hardware: ['board-a'],
+      critical: true,
+    });
+    await served(t, server);
+    const critical = await device([
+      '--config',
+      config,
+      'defer',
+      '--until',
+      '2h',
+    ]);
+    assert.equal(critical.code, 1);
+    assert.match(critical.out, /critical update cannot be deferred/);
+    const installed = await device(['--config', config, 'check']);
+    assert.equal(installed.code, 0, installed.out + installed.err);
+    assert.match(installed.out, /installed/);
+    assert.ok(
+      (await readFile(join(home, 'installed', '1.3.0', 'image'))).equals(
+        Buffer.alloc(1000, 2),
+      ),
+    );
+  });
+});
