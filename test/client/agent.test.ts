@@ -22,6 +22,11 @@ import { FolderInstaller } from '../../client/agent/folder-installer.js';
 import { Journal, type JournalEntry } from '../../client/agent/journal.js';
 import {
   batteryCheck,
+  busyLockCheck,
+  DeferralStore,
+  deferralCheck,
+  freeSpaceCheck,
+  maintenanceWindowCheck,
   type Precondition,
 } from '../../client/agent/preconditions.js';
 import { DeviceState } from '../../client/agent/state.js';
@@ -53,6 +58,7 @@ async function releaseImages(
     bytes: Buffer;
     version: string;
     hardware: string[];
+    critical?: boolean;
   }[],
 ): Promise<void> {
   const repo = await t.open();
@@ -64,7 +70,11 @@ async function releaseImages(
       inputs.push({
         source,
         path: image.path,
-        custom: { version: image.version, hardware: image.hardware },
+        custom: {
+          version: image.version,
+          hardware: image.hardware,
+          ...(image.critical ? { critical: true } : {}),
+        },
       });
     }
     await repo.addTargets(inputs, undefined, { replace: true });
@@ -372,5 +382,147 @@ describe('the update cycle (client/agent)', () => {
       .update(await readFile(join(d.installDir, '1.1.0', 'image')))
       .digest('hex');
     assert.equal(sha, createHash('sha256').update(IMAGE_A).digest('hex'));
+  });
+
+  describe('preconditions, through the cycle', () => {
+    const minute = (d: Date) => d.getHours() * 60 + d.getMinutes();
+    const hhmm = (m: number) =>
+      `${String(Math.floor((m % 1440) / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+    const cases: {
+      name: string;
+      checks: (dir: string) => Promise<Precondition[]>;
+      reason: RegExp;
+    }[] = [
+      {
+        name: 'low battery',
+        checks: () =>
+          Promise.resolve([
+            batteryCheck({ command: ['sh', '-c', 'echo 9%'], minPercent: 20 }),
+          ]),
+        reason: /^battery: .*9/,
+      },
+      {
+        name: 'no space',
+        checks: (dir) =>
+          Promise.resolve([freeSpaceCheck({ dir, marginBytes: 2 ** 52 })]),
+        reason: /^storage: needs/,
+      },
+      {
+        name: 'busy',
+        checks: async (dir) => {
+          const lock = join(dir, 'busy.lock');
+          await writeFile(lock, `${process.pid}\n`);
+          return [busyLockCheck({ path: lock })];
+        },
+        reason: /^busy: /,
+      },
+      {
+        name: 'outside the maintenance window',
+        checks: () => {
+          const now = minute(new Date());
+          return Promise.resolve([
+            maintenanceWindowCheck([`${hhmm(now + 120)}-${hhmm(now + 180)}`]),
+          ]);
+        },
+        reason: /^window: /,
+      },
+    ];
+    for (const c of cases) {
+      it(`refuses when ${c.name}, writes nothing and reports why`, async () => {
+        const stateDir = await tempDir('tufota-checks-');
+        const d = await device(t, server, { checks: await c.checks(stateDir) });
+        const outcome = await d.agent.runOnce();
+        assert.equal(outcome.outcome, 'waiting', JSON.stringify(outcome));
+        assert.equal(d.sent.length, 1);
+        assert.equal(d.sent[0].type, 'precondition-refused');
+        assert.match(String(d.sent[0].reason), c.reason);
+        const journaled = (await entries(d)).at(-1);
+        assert.equal(journaled?.event, 'precondition-refused');
+        assert.deepEqual(
+          (await readdir(d.stateDir)).sort(),
+          ['journal', 'metadata'],
+          'no download, no image, no deployment',
+        );
+      });
+    }
+
+    it('lets a critical release past a deferral, but not past low battery', async () => {
+      await releaseImages(t, [
+        {
+          path: 'images/board-a-1.5.0.img',
+          bytes: Buffer.alloc(4096, 7),
+          version: '1.5.0',
+          hardware: ['board-a'],
+          critical: true,
+        },
+      ]);
+      const deferrals = new DeferralStore(
+        join(await tempDir('tufota-deferrals-'), 'deferrals.json'),
+      );
+      // An earlier deferral of that path, as an operator might have set.
+      const file = {
+        format: 1,
+        targets: {
+          'images/board-a-1.5.0.img': {
+            count: 1,
+            until: new Date(Date.now() + 3600_000).toISOString(),
+          },
+        },
+      };
+      await writeFile(deferrals.path, JSON.stringify(file));
+      let percent = '9';
+      const batteryFile = join(await tempDir('tufota-battery-'), 'capacity');
+      const checks = [
+        deferralCheck(deferrals),
+        batteryCheck({ file: batteryFile, minPercent: 20 }),
+      ];
+      await writeFile(batteryFile, `${percent}\n`);
+      const d = await device(t, server, { checks });
+      const low = await d.agent.runOnce();
+      assert.equal(low.outcome, 'waiting');
+      assert.match(String(d.sent[0].reason), /^battery/);
+      percent = '80';
+      await writeFile(batteryFile, `${percent}\n`);
+      const high = await d.agent.runOnce();
+      assert.equal(high.outcome, 'installed', JSON.stringify(high));
+      assert.ok(
+        (await readFile(join(d.installDir, '1.5.0', 'image'))).equals(
+          Buffer.alloc(4096, 7),
+        ),
+      );
+    });
+  });
+
+  it('finishes a pending install without refreshing metadata (server unreachable, or its metadata expired)', async () => {
+    const d = await device(t, server);
+    server.tamper = (path, body) =>
+      path.startsWith('/targets/') ? body : undefined;
+    // The download is done; the cycle stopped before the install (a kill).
+    await d.agent.runOnce().catch(() => undefined);
+    const image = join(d.stateDir, 'images', 'pending.img');
+    await mkdir(join(d.stateDir, 'images'), { recursive: true });
+    await writeFile(image, IMAGE_A);
+    const now = new Date().toISOString();
+    await d.state.setDeployment({
+      id: 'pending',
+      targetPath: 'images/board-a-1.1.0.img',
+      length: IMAGE_A.length,
+      hashes: { sha256: createHash('sha256').update(IMAGE_A).digest('hex') },
+      version: '1.1.0',
+      fromVersion: '1.0.0',
+      phase: 'installing',
+      startedAt: now,
+      updatedAt: now,
+    });
+    // Every metadata request now fails, as if expired or unreachable.
+    const outcome = await d.agent.runOnce();
+    assert.equal(outcome.outcome, 'installed', JSON.stringify(outcome));
+    assert.ok(
+      (await readFile(join(d.installDir, '1.1.0', 'image'))).equals(IMAGE_A),
+    );
+    assert.deepEqual(
+      d.sent.filter((e) => e.deploymentId === 'pending').map((e) => e.type),
+      ['install-started', 'install-finished', 'committed'],
+    );
   });
 });
