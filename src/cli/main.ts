@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { TufotaError, describeError } from '../errors.js';
 import { logger } from '../log.js';
 import { processIO, type CliIO } from './context.js';
+import { registerDevice } from './device.js';
 import { registerEvents } from './events.js';
 import { registerInit } from './init.js';
 import { registerKeys } from './keys.js';
@@ -76,6 +77,7 @@ export function buildProgram(io: CliIO): Command {
   registerVerify(program, io);
   registerServer(program, io);
   registerTls(program, io);
+  registerDevice(program, io);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -11,6 +11,7 @@
  *   GET    /api/v1/status
  *   GET    /api/v1/signing-events
  *   POST   /api/v1/signing-events/ROLE/signatures { keyid, sig }
+ *   /api/v1/devices/...                           device-api.ts
  */
 import express, { type Request, type Router } from 'express';
 import { rm } from 'node:fs/promises';
@@ -28,6 +29,7 @@ import { parseCustom, releaseCustom } from '../tuf/custom.js';
 import { checkTargetPath } from '../tuf/paths.js';
 import { ROLLOUTS } from '../tuf/roles.js';
 import { allows, requireToken, tokenOf } from './auth.js';
+import { deviceApi } from './device-api.js';
 import { HttpError } from './http-errors.js';
 import { effectiveSettings, settingsRouter } from './settings-api.js';
 import { receiveUpload } from './upload.js';
@@ -272,6 +274,11 @@ export function adminApi(options: AdminApiOptions): Router {
   api.use(
     '/settings',
     settingsRouter({ store, flags: options.flags, read: any, change: admin }),
+  );
+
+  api.use(
+    '/devices',
+    deviceApi({ store, read: requireToken(store, 'admin', 'rollouts') }),
   );
 
   api.use((_req, _res, next) => next(new HttpError(404, 'no such API route')));

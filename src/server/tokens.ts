@@ -13,10 +13,38 @@ import {
   type TokenRecord,
 } from '../state/store.js';
 
-const TOKEN_FORM = /^tfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+/** Admin API tokens start `tfk_`; device credentials (devices.ts) `tfd_`. */
+export type SecretPrefix = 'tfk' | 'tfd';
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+/** A new `PREFIX_ID_SECRET`: 6 random bytes of id, 32 of secret. */
+export function newSecret(prefix: SecretPrefix): {
+  id: string;
+  secret: string;
+  sha256: string;
+} {
+  const id = randomBytes(6).toString('hex');
+  const secret = `${prefix}_${id}_${randomBytes(32).toString('base64url')}`;
+  return { id, secret, sha256: sha256(secret) };
+}
+
+/** The id a presented secret names, or undefined if it is not of the form. */
+export function secretId(
+  prefix: SecretPrefix,
+  presented: string,
+): string | undefined {
+  const form = new RegExp(`^${prefix}_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$`);
+  return form.exec(presented)?.[1];
+}
+
+/** Whether `presented` hashes to `hash` (hex), compared in constant time. */
+export function secretMatches(hash: string, presented: string): boolean {
+  const want = Buffer.from(hash, 'hex');
+  const got = Buffer.from(sha256(presented), 'hex');
+  return want.length === got.length && timingSafeEqual(want, got);
 }
 
 /** Checks scope names given on a command line or in a request. */
@@ -50,13 +78,13 @@ export async function createToken(
       `token name "${name}": use 1 to 64 letters, digits, spaces and . _ @ + -`,
     );
   }
-  const id = randomBytes(6).toString('hex');
-  const token = `tfk_${id}_${randomBytes(32).toString('base64url')}`;
+  const made = newSecret('tfk');
+  const token = made.secret;
   const record: TokenRecord = {
-    id,
+    id: made.id,
     name,
     scopes,
-    sha256: sha256(token),
+    sha256: made.sha256,
     created: new Date().toISOString(),
   };
   await store.update((state) => {
@@ -85,11 +113,9 @@ export async function findToken(
   store: StateStore,
   presented: string,
 ): Promise<TokenRecord | undefined> {
-  const form = TOKEN_FORM.exec(presented);
-  if (!form) return undefined;
-  const record = (await store.read()).tokens.find((t) => t.id === form[1]);
+  const id = secretId('tfk', presented);
+  if (id === undefined) return undefined;
+  const record = (await store.read()).tokens.find((t) => t.id === id);
   if (!record || record.revoked) return undefined;
-  const want = Buffer.from(record.sha256, 'hex');
-  const got = Buffer.from(sha256(presented), 'hex');
-  return timingSafeEqual(want, got) ? record : undefined;
+  return secretMatches(record.sha256, presented) ? record : undefined;
 }

@@ -7,6 +7,7 @@
 import { Low, type Adapter } from 'lowdb';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { deviceIdProblem } from '../../client/agent/events.js';
 import { CorruptStateError, LockedError } from '../errors.js';
 import { logger } from '../log.js';
 import { writeFileAtomic } from '../repository/atomic.js';
@@ -37,7 +38,7 @@ function checkState(file: string, value: unknown): ServerState {
   if (typeof state !== 'object' || state === null || Array.isArray(state)) {
     throw corrupt(file, 'does not hold a JSON object');
   }
-  for (const key of ['tokens', 'uploads', 'signatures'] as const) {
+  for (const key of ['tokens', 'uploads', 'signatures', 'devices'] as const) {
     if (state[key] !== undefined && !Array.isArray(state[key])) {
       throw corrupt(file, `has a "${key}" that is not a list`);
     }
@@ -52,6 +53,20 @@ function checkState(file: string, value: unknown): ServerState {
       !t.scopes.every((s) => (SCOPES as readonly unknown[]).includes(s))
     ) {
       throw corrupt(file, `has a malformed token record ${String(t.id)}`);
+    }
+  }
+  for (const device of state.devices ?? []) {
+    const d = device as unknown as Record<string, unknown>;
+    // Events are checked when they arrive; each one is not read again here.
+    if (
+      typeof d.id !== 'string' ||
+      deviceIdProblem(d.id) !== undefined ||
+      typeof d.credentialId !== 'string' ||
+      typeof d.sha256 !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(d.sha256) ||
+      !Array.isArray(d.events)
+    ) {
+      throw corrupt(file, `has a malformed device record ${String(d.id)}`);
     }
   }
   const settings = (state.settings ?? {}) as Record<string, unknown>;

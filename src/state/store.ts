@@ -1,6 +1,7 @@
 /**
  * The server's own state: API tokens, upload records, the signatures
- * received for signing events, and the settings an admin changed. TUF data never lives here; the metadata files
+ * received for signing events, the settings an admin changed, and the
+ * devices with the events they reported. TUF data never lives here; the metadata files
  * stay the source of truth for it, and this state can be lost without losing
  * a signed byte (tokens would have to be issued again).
  *
@@ -9,6 +10,8 @@
  * create` on the command line and a running server never lose each other's
  * writes.
  */
+
+import type { DeviceEvent } from '../../client/agent/events.js';
 
 /** What a bearer token may do. */
 export const SCOPES = ['releases', 'rollouts', 'admin'] as const;
@@ -62,15 +65,51 @@ export const SETTING_BOUNDS: Record<keyof ServerSettings, [number, number]> = {
   refreshEveryMs: [1000, 3_600_000],
 };
 
+/** A device event as stored: what the device sent, and when it came. */
+export type StoredDeviceEvent = DeviceEvent & {
+  /** ISO 8601 by the server's clock. */
+  received: string;
+};
+
+/**
+ * A device allowed to report events (`tufota device add`), with its
+ * credential's hash and the newest events it sent, oldest first.
+ */
+export interface DeviceRecord {
+  id: string;
+  name: string;
+  /** Public id of the credential (`tfd_ID_SECRET`), for logs and listings. */
+  credentialId: string;
+  /** sha256 of the credential, hex; the credential itself is never stored. */
+  sha256: string;
+  created: string;
+  /** Set when the credential was revoked; `device add` issues a new one. */
+  revoked?: string;
+  /** When it last posted events, by the server's clock. */
+  lastSeen?: string;
+  /** Highest seq ever stored for it, kept when old events are dropped. */
+  lastSeq?: number;
+  /** How many of its oldest events were dropped to keep the newest. */
+  dropped?: number;
+  events: StoredDeviceEvent[];
+}
+
 export interface ServerState {
   tokens: TokenRecord[];
   uploads: UploadRecord[];
   signatures: SignatureRecord[];
   settings: ServerSettings;
+  devices: DeviceRecord[];
 }
 
 export function emptyState(): ServerState {
-  return { tokens: [], uploads: [], signatures: [], settings: {} };
+  return {
+    tokens: [],
+    uploads: [],
+    signatures: [],
+    settings: {},
+    devices: [],
+  };
 }
 
 /**
