@@ -14,9 +14,10 @@ import type { IncomingMessage } from 'node:http';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
 import { judgeAnswer } from './answer.js';
-import { BUFFER_SIZE, TargetDigests } from './digests.js';
+import { TargetDigests } from './digests.js';
 import type { DownloadOptions } from './download.js';
 import { pinnedGet } from './http.js';
+import { PartWriter } from './part-writer.js';
 import type { PartialDownload } from './partial.js';
 
 const log = logger.child({ module: 'client/update/transfer' });
@@ -212,71 +213,43 @@ export class Transfer {
   }
 
   /**
-   * Writes the body from `offset` a buffer at a time, handing each buffer
-   * to the digests once it is written, so they always describe exactly
-   * what is on disk. Bytes past the target's length are never written: a
-   * server sending more fails the attempt.
+   * Writes the body into the part from `offset` (part-writer.ts). Bytes
+   * past the target's length are never written: a server sending more
+   * fails the attempt.
    */
   async #receive(res: IncomingMessage, offset: number): Promise<void> {
-    const file = await open(this.#part.part, 'r+');
-    const digests = this.#digests;
-    let position = offset;
-    let buffer: Buffer | undefined;
-    let filled = 0;
-    let writeError: unknown;
-    const flush = async () => {
-      if (!buffer || filled === 0) return;
-      try {
-        const { bytesWritten } = await file.write(buffer, 0, filled, position);
-        if (bytesWritten !== filled) throw new Error('short write');
-      } catch (err) {
-        writeError = err;
-        throw err;
-      }
-      digests.update(buffer, filled);
-      buffer = undefined;
-      position += filled;
-      filled = 0;
-      this.#o.onProgress?.(position, this.#length);
-    };
-
+    const writer = await PartWriter.open(
+      this.#part.part,
+      offset,
+      this.#digests,
+      (position) => this.#o.onProgress?.(position, this.#length),
+    );
     let error: unknown;
     let overflow = false;
     try {
       for await (const data of res) {
         let chunk = data as Buffer;
         this.received += chunk.length;
-        const room = this.#length - position - filled;
+        const room = this.#length - writer.position - writer.pending;
         if (chunk.length > room) {
           chunk = chunk.subarray(0, room);
           overflow = true;
         }
-        while (chunk.length > 0) {
-          buffer ??= await digests.buffer();
-          const copied = chunk.copy(buffer, filled);
-          filled += copied;
-          chunk = chunk.subarray(copied);
-          if (filled === BUFFER_SIZE) await flush();
-        }
+        await writer.push(chunk);
         if (overflow) break;
       }
     } catch (err) {
       error = err;
     }
-    try {
-      // What arrived before the connection failed is kept for the resume.
-      if (writeError === undefined) await flush();
-    } finally {
-      if (buffer) digests.release(buffer);
-      await file.close();
-    }
+    // What arrived before the connection failed is kept for the resume.
+    await writer.close();
+    const position = writer.position;
 
-    if (writeError !== undefined) {
-      const message = String((writeError as Error).message ?? writeError);
+    if (writer.error !== undefined) {
       throw failure(
-        `${this.#part.part}: cannot write: ${message}`,
+        `${this.#part.part}: cannot write: ${writer.error.message}`,
         { permanent: true },
-        writeError,
+        writer.error,
       );
     }
     if (overflow) {
