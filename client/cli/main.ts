@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import { loadConfig } from './config.js';
 import { openDevice, readStatus } from './device.js';
+import { runService } from './service.js';
 
 export interface DeviceIO {
   out(text: string): void;
@@ -35,6 +36,21 @@ function print(
   words: string,
 ): void {
   io.out(json ? `${JSON.stringify(value, null, 2)}\n` : `${words}\n`);
+}
+
+/** A duration such as 30s, 90m, 12h or 3d, in milliseconds. */
+function parseDuration(value: string, what: string): number {
+  const m = /^(\d{1,6})(s|m|h|d)$/.exec(value);
+  if (!m || Number(m[1]) === 0) {
+    throw new ClientError(
+      'CONFIG',
+      `${what} ${value}: give 30s, 15m, 6h or 1d`,
+    );
+  }
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    m[2] as 's' | 'm' | 'h' | 'd'
+  ];
+  return Number(m[1]) * unit;
 }
 
 /** A duration such as 90m, 12h or 3d, or an ISO 8601 time. */
@@ -124,6 +140,33 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
         await device.close();
       }
     });
+
+  program
+    .command('run')
+    .description(
+      'the agent as a service: a cycle every --interval, with jitter',
+    )
+    .option('--interval <duration>', 'time between checks (30s, 15m, 6h)', '1h')
+    .option(
+      '--jitter <fraction>',
+      'spread each wait by up to this share',
+      '0.2',
+    )
+    .action(
+      async (flags: { interval: string; jitter: string }, cmd: Command) => {
+        const g = cmd.optsWithGlobals<Globals>();
+        const interval = parseDuration(flags.interval, '--interval');
+        const jitter = Number(flags.jitter);
+        if (!(jitter >= 0 && jitter < 1)) {
+          throw new ClientError(
+            'CONFIG',
+            `--jitter ${flags.jitter}: from 0 to below 1`,
+          );
+        }
+        const config = await loadConfig(g.config);
+        await runService(config, { interval, jitter }, io);
+      },
+    );
 
   program
     .command('status')

@@ -11,6 +11,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../client/cli/main.js';
+import { nextWait } from '../../client/cli/service.js';
 import { publish } from '../../src/repository/publish.js';
 import { BadProxy } from '../helpers/bad-proxy.js';
 import {
@@ -227,6 +228,71 @@ describe('tufota-device', () => {
       (await readFile(join(home, 'installed', '1.3.0', 'image'))).equals(
         Buffer.alloc(1000, 2),
       ),
+    );
+  });
+
+  it('runs as a service: a cycle each interval, and stops cleanly on SIGTERM', async function () {
+    this.timeout(30_000);
+    const serviceHome = await tempDir('tufota-service-');
+    const base = JSON.parse(await readFile(config, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const serviceConfig = join(serviceHome, 'device.json');
+    await writeFile(join(serviceHome, 'version'), '1.0.0\n');
+    await writeFile(
+      serviceConfig,
+      JSON.stringify({ ...base, maxDeferrals: undefined }),
+    );
+    await device([
+      '--config',
+      serviceConfig,
+      'init',
+      '--root',
+      join(t.dir, 'metadata', '1.root.json'),
+    ]);
+    const child = spawn(
+      process.execPath,
+      [DEVICE_BIN, '--config', serviceConfig, 'run', '--interval', '1s'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number>((r) =>
+      child.on('close', (c) => r(c ?? -1)),
+    );
+    try {
+      for (let i = 0; i < 150 && !/"outcome":"installed"/.test(out); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(out, /"outcome":"installed"/, out);
+      const cycles = () =>
+        out.split('\n').filter((l) => l.includes('"outcome"')).length;
+      const seen = cycles();
+      for (let i = 0; i < 40 && cycles() === seen; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(cycles() > seen, 'another cycle ran a second or so later');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0);
+    assert.match(out, /stopped\n$/);
+  });
+
+  it('spreads service waits within the jitter', () => {
+    const options = { interval: 10_000, jitter: 0.2 };
+    assert.equal(
+      nextWait(options, () => 0),
+      8000,
+    );
+    assert.equal(
+      nextWait(options, () => 0.5),
+      10_000,
+    );
+    assert.equal(
+      nextWait(options, () => 0.999999),
+      12_000,
     );
   });
 });

@@ -1,0 +1,76 @@
+/**
+ * `tufota-device run`: the update cycle as a long-running service. One
+ * cycle at a time, then a wait of the interval spread by jitter, so a
+ * fleet restarted together does not come back to the server together.
+ *
+ * Stopping (SIGTERM, SIGINT) ends the wait at once and lets a running
+ * cycle finish its step; every step is durable (the journal, the state
+ * record, the part file), so a service killed outright resumes at its
+ * next start exactly as after a power cut.
+ */
+import { logger } from '../log.js';
+import type { DeviceConfig } from './config.js';
+import { openDevice } from './device.js';
+
+const log = logger.child({ module: 'client/service' });
+
+export interface ServiceOptions {
+  interval: number;
+  /** Each wait is the interval times 1 ± up to this fraction. */
+  jitter: number;
+}
+
+/** A wait of `interval` spread by `jitter`, uniformly. */
+export function nextWait(
+  { interval, jitter }: ServiceOptions,
+  random = Math.random,
+): number {
+  return Math.round(interval * (1 + jitter * (2 * random() - 1)));
+}
+
+export async function runService(
+  config: DeviceConfig,
+  options: ServiceOptions,
+  io: { out(text: string): void },
+): Promise<void> {
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopping = true;
+    wake?.();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    while (!stopping) {
+      // The device is opened for each cycle, so a changed version file
+      // (after an update outside the agent) is read afresh.
+      const device = await openDevice(config);
+      try {
+        const result = await device.agent.runOnce();
+        io.out(`${new Date().toISOString()} ${JSON.stringify(result)}\n`);
+      } catch (err) {
+        // A local fault (disk, state file) is logged and retried next
+        // time; the service does not die of it.
+        log.error({ err }, 'update cycle failed');
+        io.out(`${new Date().toISOString()} cycle failed: ${String(err)}\n`);
+      } finally {
+        await device.close();
+      }
+      if (stopping) break;
+      const wait = nextWait(options);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+  io.out('stopped\n');
+}
