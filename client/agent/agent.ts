@@ -24,6 +24,7 @@ import { logger } from '../log.js';
 import { downloadTarget, type DownloadOptions } from '../update/download.js';
 import { listTargets } from '../update/listing.js';
 import { chooseUpdate, type DeviceFacts } from './decide.js';
+import { TEXT_LIMITS, type DeviceEventType } from './events.js';
 import type { Journal } from './journal.js';
 import {
   clockIsSane,
@@ -40,21 +41,6 @@ import {
 import { describeRefusal } from './refusal.js';
 
 const log = logger.child({ module: 'client/agent' });
-
-/** The steps reported to the server. */
-export type DeviceEventType =
-  | 'download-started'
-  | 'download-finished'
-  | 'download-failed'
-  | 'install-started'
-  | 'install-finished'
-  | 'install-failed'
-  | 'trial-boot'
-  | 'committed'
-  | 'rolled-back'
-  | 'precondition-refused'
-  | 'deferred'
-  | 'update-refused';
 
 /** Where a verified image goes: the A/B slot installer, or a stand-in. */
 export interface Installer {
@@ -211,7 +197,8 @@ export class Agent {
         runningVersion: this.#o.facts.version,
         targetVersion,
         target,
-        reason: fields.reason,
+        // The journal keeps the whole reason; the server takes a bounded one.
+        reason: fields.reason?.slice(0, TEXT_LIMITS.reason),
       });
     } catch (err) {
       // The journal has it; the outbox failing must not stop an update.

@@ -10,24 +10,47 @@ import { FolderInstaller } from '../agent/folder-installer.js';
 import { Journal } from '../agent/journal.js';
 import { DeferralStore, defaultPreconditions } from '../agent/preconditions.js';
 import { DeviceState, type Deployment } from '../agent/state.js';
+import { Reporter } from '../agent/reporter.js';
 import { ClientError } from '../errors.js';
+import { logger } from '../log.js';
 import { PinnedFetcher } from '../update/pinned-fetcher.js';
 import { createUpdater } from '../update/updater.js';
 import { runningVersion, type DeviceConfig } from './config.js';
 
 export interface OpenDevice {
   agent: Agent;
+  reporter?: Reporter;
   journal: Journal;
   state: DeviceState;
   deferrals: DeferralStore;
   close(): Promise<void>;
 }
 
+/** How long closing waits for the server to take queued events. */
+const REPORT_FLUSH_MS = 5000;
+
+const log = logger.child({ module: 'client/device' });
+
 export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
   const journal = await Journal.open({ dir: join(config.stateDir, 'journal') });
+  let reporter: Reporter | undefined;
   try {
+    if (config.report) {
+      const credential = (
+        await readFile(config.report.credentialFile, 'utf8')
+      ).trim();
+      reporter = await Reporter.open({
+        stateDir: config.stateDir,
+        serverUrl: config.report.url,
+        deviceId: config.report.deviceId,
+        credential,
+        ca,
+        allowHttp: config.allowHttp,
+      });
+      reporter.start();
+    }
     const state = await DeviceState.open(join(config.stateDir, 'state.json'));
     const deferrals = new DeferralStore(
       join(config.stateDir, 'deferrals.json'),
@@ -63,16 +86,25 @@ export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
       journal,
       state,
       deferrals,
+      events: reporter,
       download: { ca, allowHttp: config.allowHttp },
     });
-    return {
-      agent,
-      journal,
-      state,
-      deferrals,
-      close: () => journal.close(),
+    const close = async () => {
+      if (reporter) {
+        // One try to deliver before a one-shot command exits; what is
+        // left stays in the outbox for the next command or the service.
+        await reporter
+          .flush(REPORT_FLUSH_MS)
+          .catch((err: unknown) =>
+            log.warn({ err }, 'events left in the outbox for later'),
+          );
+        await reporter.close();
+      }
+      await journal.close();
     };
+    return { agent, journal, state, deferrals, reporter, close };
   } catch (err) {
+    await reporter?.close();
     await journal.close();
     throw err;
   }

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../client/cli/main.js';
 import { nextWait } from '../../client/cli/service.js';
 import { publish } from '../../src/repository/publish.js';
+import { addDevice } from '../../src/server/devices.js';
 import { BadProxy } from '../helpers/bad-proxy.js';
 import {
   cleanupTempDirs,
@@ -294,5 +295,62 @@ describe('tufota-device', () => {
       nextWait(options, () => 0.999999),
       12_000,
     );
+  });
+
+  it('reports every step to the server under its own credential', async function () {
+    this.timeout(30_000);
+    const reportHome = await tempDir('tufota-report-');
+    const { credential } = await addDevice(server.store, 'bench-7');
+    await writeFile(join(reportHome, 'credential'), `${credential}\n`);
+    await writeFile(join(reportHome, 'version'), '1.0.0\n');
+    const base = JSON.parse(await readFile(config, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const reportConfig = join(reportHome, 'device.json');
+    await writeFile(
+      reportConfig,
+      JSON.stringify({
+        ...base,
+        report: {
+          url: server.url,
+          deviceId: 'bench-7',
+          credentialFile: 'credential',
+        },
+      }),
+    );
+    const root = join(t.dir, 'metadata', '1.root.json');
+    await device(['--config', reportConfig, 'init', '--root', root]);
+    const checked = await device(['--config', reportConfig, 'check']);
+    assert.equal(checked.code, 0, checked.out + checked.err);
+
+    const admin = await server.token('admin');
+    const answer = await fetch(`${server.url}/api/v1/devices/bench-7/events`, {
+      headers: { Authorization: `Bearer ${admin}` },
+    });
+    const { events } = (await answer.json()) as {
+      events: { type: string; seq: number; deploymentId?: string }[];
+    };
+    assert.deepEqual(
+      events.map((e) => e.type),
+      [
+        'download-started',
+        'download-finished',
+        'install-started',
+        'install-finished',
+        'committed',
+      ],
+    );
+    assert.equal(new Set(events.map((e) => e.deploymentId)).size, 1);
+    const journal = await device([
+      '--config',
+      reportConfig,
+      '--json',
+      'journal',
+    ]);
+    const journaled = (JSON.parse(journal.out) as { deploymentId?: string }[])
+      .map((e) => e.deploymentId)
+      .filter(Boolean);
+    assert.equal(journaled[0], events[0].deploymentId, 'one deployment id');
   });
 });
