@@ -303,9 +303,13 @@ export class Agent {
       now: this.#now,
     });
     if (!outcome.clockSane) {
-      await this.#o.journal.append('clock-absurd', {
-        now: this.#now.toISOString(),
-        buildDate: this.#o.buildDate.toISOString(),
+      // Reported so an operator sees it; the checks have already treated
+      // the clock as unknown (no window, no new deferral).
+      await this.#record('clock-absurd', {
+        target: target.path,
+        reason:
+          `the wall clock reads ${this.#now.toISOString()}, before this ` +
+          `software was built (${this.#o.buildDate.toISOString()})`,
       });
     }
     if (!outcome.ok) {

@@ -25,6 +25,7 @@ export const DEVICE_EVENT_TYPES = [
   'precondition-refused',
   'deferred',
   'update-refused',
+  'clock-absurd',
 ] as const;
 
 /** One of DEVICE_EVENT_TYPES. */

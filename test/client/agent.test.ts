@@ -96,7 +96,11 @@ interface Device {
 async function device(
   t: TestRepo,
   server: StaticServer,
-  options: { version?: string; checks?: Precondition[] } = {},
+  options: {
+    version?: string;
+    checks?: Precondition[];
+    now?: () => Date;
+  } = {},
 ): Promise<Device> {
   const stateDir = await tempDir('tufota-device-');
   const metadataDir = join(stateDir, 'metadata');
@@ -132,6 +136,7 @@ async function device(
     state,
     events: { add: (e) => Promise.resolve(void sent.push(e)) },
     download: { allowHttp: true, maxAttempts: 1, startingDelayMs: 10 },
+    now: options.now,
   });
   return { agent, journal, state, sent, stateDir, installDir };
 }
@@ -524,5 +529,19 @@ describe('the update cycle (client/agent)', () => {
       d.sent.filter((e) => e.deploymentId === 'pending').map((e) => e.type),
       ['install-started', 'install-finished', 'committed'],
     );
+  });
+
+  it('reports a wall clock earlier than its own build, and does not trust it for a window', async () => {
+    const d = await device(t, server, {
+      checks: [maintenanceWindowCheck(['00:00-24:00'])],
+      now: () => new Date('2020-06-01T12:00:00Z'),
+    });
+    const outcome = await d.agent.runOnce();
+    assert.equal(outcome.outcome, 'waiting', JSON.stringify(outcome));
+    assert.deepEqual(
+      d.sent.map((e) => e.type),
+      ['clock-absurd', 'precondition-refused'],
+    );
+    assert.match(String(d.sent[0].reason), /before this software was built/);
   });
 });
