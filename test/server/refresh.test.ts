@@ -1,12 +1,14 @@
 /**
  * The online roles kept fresh by the running server: a timestamp that
  * lives seconds is re-signed in time for a client polling for a minute,
+ * so are snapshot and the delegated roles whose keys the server holds,
  * a server that cannot sign says so on /healthz, and a writer holding the
  * lock is waited for, not raced.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readFile, readdir, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Updater } from 'tuf-js';
 import { newClient, reopen } from '../helpers/client.js';
 import {
   cleanupTempDirs,
@@ -45,6 +47,18 @@ async function onlineKeys(
     }
   }
   return dir;
+}
+
+interface Trusted {
+  version: number;
+  expires: string;
+}
+
+/** What the client holds for `role` in its metadata folder. */
+async function trusted(metadataDir: string, role: string): Promise<Trusted> {
+  const file = join(metadataDir, `${role}.json`);
+  const md = JSON.parse(await readFile(file, 'utf8')) as { signed: Trusted };
+  return md.signed;
 }
 
 describe('online roles kept fresh by the server', () => {
@@ -96,6 +110,59 @@ describe('online roles kept fresh by the server', () => {
         await httpRequest(server.url, '/healthz'),
       ) as unknown as Health;
       assert.equal(health.ok, true, health.problems.join('; '));
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('re-signs snapshot and the delegated roles before they expire', async function () {
+    this.timeout(30_000);
+    // Six seconds of life, re-signed in the last three.
+    const brief = { period: 6 * SECOND, refreshWindow: 3 * SECOND };
+    const t = await createTestRepo({
+      expiry: { snapshot: brief, delegated: brief },
+    });
+    const server = await startTestServer(t, {
+      keysDirs: [await onlineKeys(t)],
+    });
+    const roles = ['snapshot', 'releases', 'rollouts'];
+    // Paths that make the client walk to each delegated role.
+    const lookUp = async (updater: Updater) => {
+      await updater.refresh();
+      assert.equal(await updater.getTargetInfo('images/none.img'), undefined);
+      assert.equal(
+        await updater.getTargetInfo('rollouts/none.json'),
+        undefined,
+      );
+    };
+    const client = await newClient(t.dir, server);
+    try {
+      await lookUp(client.updater);
+      const first = new Map<string, Trusted>();
+      for (const role of roles) {
+        first.set(role, await trusted(client.metadataDir, role));
+      }
+
+      // Run past the moment every first version expired.
+      const lapse = Math.max(
+        ...[...first.values()].map((m) => Date.parse(m.expires)),
+      );
+      await new Promise((r) => setTimeout(r, lapse - Date.now() + SECOND));
+      // tuf-js refuses expired snapshot and targets roles: this would throw.
+      await lookUp(reopen(client.metadataDir, client.targetDir, server));
+
+      for (const role of roles) {
+        const now = await trusted(client.metadataDir, role);
+        const was = first.get(role) as Trusted;
+        assert.ok(
+          now.version > was.version,
+          `${role}: v${now.version}, first v${was.version}`,
+        );
+        assert.ok(
+          Date.parse(now.expires) > Date.now(),
+          `${role} expires ${now.expires}`,
+        );
+      }
     } finally {
       await server.close();
     }

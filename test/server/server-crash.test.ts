@@ -1,90 +1,64 @@
 /**
- * The server killed with SIGKILL while it takes uploads and publishes, at
- * random moments, then started again: the repository stays valid for a
- * client after every kill, and no upload the server acknowledged is lost.
+ * The server killed with SIGKILL while it takes uploads and publishes, then
+ * started again: the repository stays valid for a client after every kill,
+ * and no upload the server acknowledged is lost. Half the rounds kill at a
+ * random moment; the other half wait for the publish to take the writer
+ * lock and kill inside it, so kills mid-publish are certain, not lucky.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Layout } from '../../src/repository/layout.js';
 import { Repository } from '../../src/repository/repository.js';
 import { verifyRepository } from '../../src/repository/verify.js';
 import { defaultStateFile } from '../../src/server/server.js';
 import { createToken } from '../../src/server/tokens.js';
 import { LowdbStateStore } from '../../src/state/lowdb-store.js';
-import { DIST_BIN, requireBuild } from '../helpers/cli.js';
+import { requireBuild } from '../helpers/cli.js';
 import { newClient, reopen } from '../helpers/client.js';
-import {
-  TEST_PASSPHRASE,
-  cleanupTempDirs,
-  createTestRepo,
-} from '../helpers/fixtures.js';
+import { cleanupTempDirs, createTestRepo } from '../helpers/fixtures.js';
 import { release } from '../helpers/release.js';
+import { killServers, serveProcess } from '../helpers/serve-process.js';
 import { httpRequest } from '../helpers/server.js';
-import { serveRepository } from '../helpers/static-server.js';
+import {
+  serveRepository,
+  type StaticServer,
+} from '../helpers/static-server.js';
 
-interface Child {
-  process: ChildProcess;
-  url: string;
-  exited: Promise<void>;
+/** The pid the writer lock names, or undefined when nobody holds it. */
+function lockHolder(lockFile: string): number | undefined {
+  try {
+    return (JSON.parse(readFileSync(lockFile, 'utf8')) as { pid: number }).pid;
+  } catch {
+    return undefined;
+  }
 }
 
-/** `tufota serve` as a real process; resolves once it listens. */
-function serve(dir: string, keys: string): Promise<Child> {
-  const child = spawn(
-    process.execPath,
-    [
-      DIST_BIN,
-      '--dir',
-      dir,
-      '--keys',
-      keys,
-      '--json',
-      'serve',
-      '--insecure-http',
-      '--port',
-      '0',
-    ],
-    {
-      env: {
-        ...process.env,
-        NODE_ENV: 'test',
-        TUFOTA_PASSPHRASE: TEST_PASSPHRASE,
-        TUFOTA_LOG: 'silent',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const exited = new Promise<void>((resolve) =>
-    child.on('close', () => resolve()),
-  );
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n')) {
-        const brace = out.indexOf('}');
-        if (brace > 0) {
-          const { url } = JSON.parse(out.slice(0, brace + 1)) as {
-            url: string;
-          };
-          resolve({ process: child, url, exited });
-        } else if (line) reject(new Error(`unexpected output: ${line}`));
-      }
-    });
-    child.on('close', (code) =>
-      reject(new Error(`serve exited ${code}: ${err}`)),
-    );
-  });
+/**
+ * Polls every millisecond until `child` holds the writer lock, then sends
+ * SIGKILL 0-20 ms later. Returns a function that stops the polling.
+ */
+function killInsideLock(lockFile: string, child: ChildProcess): () => void {
+  const poll = setInterval(() => {
+    if (lockHolder(lockFile) !== child.pid) return;
+    clearInterval(poll);
+    setTimeout(() => child.kill('SIGKILL'), Math.random() * 20);
+  }, 1);
+  return () => clearInterval(poll);
 }
 
 describe('the server killed by SIGKILL during uploads and publishes', () => {
+  let reader: StaticServer | undefined;
   before(requireBuild);
-  after(cleanupTempDirs);
+  // A failed round must not leave a server behind to keep mocha running.
+  after(async () => {
+    killServers();
+    await reader?.close();
+    await cleanupTempDirs();
+  });
 
   it('leaves a valid repository each time and loses no acknowledged upload', async function () {
     this.timeout(300_000);
@@ -95,18 +69,25 @@ describe('the server killed by SIGKILL during uploads and publishes', () => {
       'crash test',
       ['releases'],
     );
-    const reader = await serveRepository(t.dir);
+    reader = await serveRepository(t.dir);
     const client = await newClient(t.dir, reader);
     const acknowledged = new Map<string, string>();
     const runs: string[] = [];
     const ROUNDS = 12;
+    const lockFile = new Layout(t.dir).lock;
+    let killedInsidePublish = 0;
 
     for (let round = 0; round < ROUNDS; round++) {
-      const child = await serve(t.dir, t.keysDir);
+      const child = await serveProcess(t.dir, t.keysDir);
       const auth = { Authorization: `Bearer ${token}` };
-      // Two uploads and a publish in flight; the kill lands anywhere in them.
+      // Two uploads and a publish in flight. Even rounds kill anywhere in
+      // them; odd rounds kill while the publish holds the writer lock.
+      const inPublish = round % 2 === 1;
       const delay = Math.floor(Math.random() * 250);
-      const timer = setTimeout(() => child.process.kill('SIGKILL'), delay);
+      const timer = inPublish
+        ? undefined
+        : setTimeout(() => child.process.kill('SIGKILL'), delay);
+      let stopWatch = () => {};
       let stage = 'upload 0';
       const work = (async () => {
         for (let i = 0; i < 2; i++) {
@@ -131,6 +112,7 @@ describe('the server killed by SIGKILL during uploads and publishes', () => {
           );
         }
         stage = 'publish';
+        if (inPublish) stopWatch = killInsideLock(lockFile, child.process);
         const published = await httpRequest(child.url, '/api/v1/publish', {
           method: 'POST',
           headers: { ...auth, 'Content-Type': 'application/json' },
@@ -155,15 +137,23 @@ describe('the server killed by SIGKILL during uploads and publishes', () => {
       });
       const outcome = await work;
       clearTimeout(timer);
+      stopWatch();
       child.process.kill('SIGKILL');
       await child.exited;
-      runs.push(`round ${round}: kill after ${delay} ms, work ${outcome}`);
+      // A lock left naming the dead server: it died holding it. In an odd
+      // round the uploads were done, so only the publish held it.
+      const diedLocked = lockHolder(lockFile) === child.process.pid;
+      if (inPublish && diedLocked) killedInsidePublish++;
+      runs.push(
+        `round ${round}: ` +
+          (inPublish ? 'kill inside the publish' : `kill after ${delay} ms`) +
+          `, work ${outcome}, died holding the lock: ${diedLocked}`,
+      );
       const where = runs.join('\n');
 
       const report = await verifyRepository(t.dir);
       assert.deepEqual(report.problems, [], where);
-      const updater = reopen(client.metadataDir, client.targetDir, reader);
-      await updater.refresh();
+      await reopen(client.metadataDir, client.targetDir, reader).refresh();
       // Acknowledged means listed: published, or in a draft the next
       // publish signs.
       const repo = await Repository.open(t.dir);
@@ -183,7 +173,7 @@ describe('the server killed by SIGKILL during uploads and publishes', () => {
     }
 
     // A last start, a publish through the API, and the device gets it all.
-    const child = await serve(t.dir, t.keysDir);
+    const child = await serveProcess(t.dir, t.keysDir);
     try {
       const published = await httpRequest(child.url, '/api/v1/publish', {
         method: 'POST',
@@ -199,6 +189,8 @@ describe('the server killed by SIGKILL during uploads and publishes', () => {
       await child.exited;
     }
     assert.ok(acknowledged.size > 0, runs.join('\n'));
+    // At least 4 of the 6 odd rounds must have cut a publish in the middle.
+    assert.ok(killedInsidePublish >= 4, runs.join('\n'));
     const updater = reopen(client.metadataDir, client.targetDir, reader);
     for (const [path, sha256] of acknowledged) {
       const info = await updater.getTargetInfo(path);
@@ -210,6 +202,5 @@ describe('the server killed by SIGKILL during uploads and publishes', () => {
         .digest('hex');
       assert.equal(got, sha256);
     }
-    await reader.close();
   });
 });
