@@ -170,13 +170,8 @@ ${block}
     };
   });
 
-  after(async () => {
-    nginx?.kill('SIGTERM');
-    await tufota?.close();
-    await cleanupTempDirs();
-  });
-
-  it('lets the tuf-js client, pinning the CA, refresh and download', async () => {
+  /** What a device pinning the CA gets for `path`, from 1.root.json on. */
+  const download = async (path: string): Promise<Buffer> => {
     const client = await newClient(
       t.dir,
       urls,
@@ -184,13 +179,23 @@ ${block}
       new PinnedFetcher({ ca }),
     );
     await client.updater.refresh();
-    const info = await client.updater.getTargetInfo('images/fw.img');
-    assert.ok(info, 'the target is listed');
-    const path = await client.updater.downloadTarget(
+    const info = await client.updater.getTargetInfo(path);
+    assert.ok(info, `${path} is listed`);
+    const file = await client.updater.downloadTarget(
       info,
-      join(client.targetDir, 'fw.img'),
+      join(client.targetDir, 'image'),
     );
-    assert.ok((await readFile(path)).equals(IMAGE));
+    return readFile(file);
+  };
+
+  after(async () => {
+    nginx?.kill('SIGTERM');
+    await tufota?.close();
+    await cleanupTempDirs();
+  });
+
+  it('lets the tuf-js client, pinning the CA, refresh and download', async () => {
+    assert.ok((await download('images/fw.img')).equals(IMAGE));
   });
 
   it('sends the cache headers the page promises', async () => {
@@ -304,19 +309,7 @@ ${block}
     });
     assert.equal(published.status, 200, published.body.toString());
 
-    const client = await newClient(
-      t.dir,
-      urls,
-      undefined,
-      new PinnedFetcher({ ca }),
-    );
-    await client.updater.refresh();
-    const info = await client.updater.getTargetInfo('images/fw2.img');
-    assert.ok(info, 'the upload is listed after the publish');
-    const path = await client.updater.downloadTarget(
-      info,
-      join(client.targetDir, 'fw2.img'),
-    );
-    assert.ok((await readFile(path)).equals(next));
+    const got = await download('images/fw2.img');
+    assert.ok(got.equals(next), 'the upload is served after the publish');
   });
 });

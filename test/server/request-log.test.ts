@@ -4,12 +4,11 @@
  * never a token, whatever route or refusal it went through.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { DIST_BIN, requireBuild } from '../helpers/cli.js';
+import { requireBuild } from '../helpers/cli.js';
+import { killServers, serveProcess } from '../helpers/serve-process.js';
 import {
   cleanupTempDirs,
   createTestRepo,
-  TEST_PASSPHRASE,
   type TestRepo,
 } from '../helpers/fixtures.js';
 import { httpRequest } from '../helpers/server.js';
@@ -32,50 +31,20 @@ describe('the request log', () => {
     requireBuild();
     t = await createTestRepo();
   });
-  after(cleanupTempDirs);
+  after(async () => {
+    killServers();
+    await cleanupTempDirs();
+  });
 
   it('logs the URL as sent and the token id, never the token', async () => {
     const store = new LowdbStateStore(defaultStateFile(t.dir));
     const releases = await createToken(store, 'ci', ['releases']);
     const reader = await createToken(store, 'dashboard', ['rollouts']);
-    const child = spawn(
-      process.execPath,
-      [
-        DIST_BIN,
-        '--dir',
-        t.dir,
-        '--keys',
-        t.keysDir,
-        '--json',
-        'serve',
-        '--insecure-http',
-        '--port',
-        '0',
-      ],
-      {
-        env: {
-          ...process.env,
-          TUFOTA_PASSPHRASE: TEST_PASSPHRASE,
-          TUFOTA_LOG: 'info',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise((r) => child.on('close', r));
+    const server = await serveProcess(t.dir, t.keysDir, {
+      TUFOTA_LOG: 'info',
+    });
+    const { url } = server;
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (c: Buffer) => {
-          out += c.toString();
-          const found = /"url":\s*"([^"]+)"/.exec(out);
-          if (found) resolve(found[1]);
-        });
-        child.on('close', (code) =>
-          reject(new Error(`serve exited ${code}: ${stderr}`)),
-        );
-      });
       const upload = '/api/v1/targets?path=images/log.img&version=1.0.0';
       const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
       const answers = [
@@ -99,9 +68,10 @@ describe('the request log', () => {
         [201, 403, 401, 200],
       );
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      server.process.kill('SIGTERM');
+      await server.exited;
     }
+    const stderr = server.stderr();
 
     const lines = stderr
       .split('\n')
