@@ -70,8 +70,8 @@ export interface Bootloader {
   write(state: BootState, label: string): Promise<BootRecord>;
   /**
    * Writes `record` as the boot firmware does: in place, generation kept
-   * (GRUB cannot add), copy 0 first. Throws when copy 0 was not written,
-   * since only then does the change count (copy 0 wins a tie).
+   * (GRUB cannot add). Throws when the change does not count, i.e. the
+   * copy read next does not hold it.
    */
   writeAsFirmware(record: BootRecord, label: string): Promise<void>;
 }

@@ -12,7 +12,8 @@
  * - the firmware writes copy 0 and then copy 1 in place, generation kept:
  *   a cut during copy 0 leaves copy 1 (the state before, so a try not yet
  *   taken is not counted), a cut after it leaves copy 0, the winner of the
- *   tie.
+ *   tie; the write counts when copy 0 took it, or copy 1 did while copy 0
+ *   is not valid (GRUB's save_env cannot write a damaged block).
  * With every settled record (no trial) the agent also writes a hint, apart
  * from both copies, naming its known-good slot: what boots when both
  * copies are lost. It is written after the copies, so it never names a
@@ -139,20 +140,30 @@ export abstract class TwoCopyBootloader implements Bootloader {
   }
 
   async writeAsFirmware(record: BootRecord, label: string): Promise<void> {
+    const copy0Valid = (await this.readCopy(0)).ok;
+    const written: boolean[] = [];
     for (const index of [0, 1] as const) {
       try {
         await this.hook(this.step(index, `${label}:copy-${index}`), () =>
           this.writeCopy(index, record, true),
         );
+        written.push(true);
       } catch (err) {
-        if (index === 0) throw err;
-        // Copy 0 holds the change and wins the tie; copy 1 is repaired by
-        // the agent's next write, which goes to the copy not current.
+        written.push(false);
         log.warn(
-          { backend: this.kind, label, err: messageOf(err) },
-          'firmware write of copy 1 failed; copy 0 holds the record',
+          { backend: this.kind, label, copy: index, err: messageOf(err) },
+          'firmware write of a copy failed',
         );
       }
+    }
+    // The change counts when the copy read next holds it: copy 0, which
+    // wins the tie, or copy 1 when copy 0 is not valid. A copy left behind
+    // is rewritten by the agent's next write, which goes there first.
+    if (!(written[0] || (written[1] && !copy0Valid))) {
+      throw new SlotError(
+        'BOOT_RECORD',
+        `${this.kind}: the firmware could not write the boot record`,
+      );
     }
   }
 
