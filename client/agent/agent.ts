@@ -16,6 +16,7 @@
  * may do now (preconditions.ts), how bytes are fetched (update/) or how
  * an image is written (the installer).
  */
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TargetFile } from '@tufjs/models';
 import type { Updater } from 'tuf-js';
@@ -114,6 +115,14 @@ export type CycleOutcome =
       phase: 'awaiting-reboot' | 'committed';
     }
   | { outcome: 'pending'; deploymentId: string; phase: string };
+
+/** One text per image whatever case or order its hashes are listed in. */
+function targetIdentity(hashes: Readonly<Record<string, string>>): string {
+  return Object.entries(hashes)
+    .map(([a, h]) => `${a.toLowerCase()}:${h.toLowerCase()}`)
+    .sort()
+    .join(',');
+}
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -275,16 +284,21 @@ export class Agent {
       return { outcome: 'refused', stage: 'metadata', reason };
     }
 
-    // A target this device already committed, or fell back from, is not
-    // taken again by itself: after a rollback only a new release (or an
-    // operator) moves it.
+    // A target this device already committed, fell back from, or failed
+    // to install is not taken again by itself: only a new release (or an
+    // operator) moves it. A failed download is tried again: the fault may
+    // have been the network's or a lying server's, not the image's.
     const done =
       deployment &&
-      (deployment.phase === 'committed' || deployment.phase === 'rolled-back')
-        ? deployment.hashes.sha256
+      (deployment.phase === 'committed' ||
+        deployment.phase === 'rolled-back' ||
+        (deployment.phase === 'failed' && deployment.failedStep === 'install'))
+        ? targetIdentity(deployment.hashes)
         : undefined;
     const decision = chooseUpdate(
-      candidates.filter((c) => done === undefined || c.hashes.sha256 !== done),
+      candidates.filter(
+        (c) => done === undefined || targetIdentity(c.hashes) !== done,
+      ),
       this.#o.facts,
     );
     if (decision.action === 'none') {
@@ -371,7 +385,12 @@ export class Agent {
       const integrity = err instanceof ClientError && err.code === 'INTEGRITY';
       await this.#record('download-failed', { deployment: current, reason });
       if (integrity) {
-        await this.#o.state.setPhase(current.id, 'failed', this.#now);
+        await this.#o.state.setDeployment({
+          ...current,
+          phase: 'failed',
+          failedStep: 'download',
+          updatedAt: this.#now.toISOString(),
+        });
         return { outcome: 'refused', stage: 'download', reason };
       }
       // Kept in phase downloading: the next cycle resumes the part.
@@ -396,15 +415,25 @@ export class Agent {
       phase = await this.#o.installer.install(image, deployment);
     } catch (err) {
       const reason = message(err);
+      // Journaled and queued before the state moves on: a kill between
+      // the two repeats the step, never loses its report.
       await this.#record('install-failed', { deployment, reason });
-      await this.#o.state.setPhase(deployment.id, 'failed', this.#now);
+      await this.#o.state.setDeployment({
+        ...deployment,
+        phase: 'failed',
+        failedStep: 'install',
+        updatedAt: this.#now.toISOString(),
+      });
+      await rm(image, { force: true });
       return { outcome: 'refused', stage: 'install', reason };
     }
-    await this.#o.state.setPhase(deployment.id, phase, this.#now);
     await this.#record('install-finished', { deployment });
     if (phase === 'committed') {
       await this.#record('committed', { deployment });
     }
+    await this.#o.state.setPhase(deployment.id, phase, this.#now);
+    // The installer has its own copy now (a slot, or a folder).
+    await rm(image, { force: true });
     return { outcome: 'installed', deploymentId: deployment.id, phase };
   }
 }

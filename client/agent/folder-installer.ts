@@ -43,7 +43,8 @@ export async function checkImage(
   if (size !== length) return `${size} bytes, not ${length}`;
   for (const [i, a] of algorithms.entries()) {
     const actual = digests[i].digest('hex');
-    if (actual !== hashes[a]) return `${a} is ${actual}, not ${hashes[a]}`;
+    const expected = hashes[a].toLowerCase();
+    if (actual !== expected) return `${a} is ${actual}, not ${expected}`;
   }
   return undefined;
 }

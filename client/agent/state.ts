@@ -108,6 +108,8 @@ export interface Deployment {
   /** The version it ran when the deployment started. */
   fromVersion: string;
   phase: DeploymentPhase;
+  /** With phase `failed`: the step that failed. */
+  failedStep?: 'download' | 'install';
   /** ISO 8601 times, by the device's clock (which may be absurd). */
   startedAt: string;
   updatedAt: string;
@@ -150,6 +152,13 @@ function deploymentFrom(value: unknown): Deployment | undefined {
     return undefined;
   }
   if (!DEPLOYMENT_PHASES.includes(value.phase as DeploymentPhase)) {
+    return undefined;
+  }
+  if (
+    value.failedStep !== undefined &&
+    value.failedStep !== 'download' &&
+    value.failedStep !== 'install'
+  ) {
     return undefined;
   }
   return value as unknown as Deployment;

@@ -106,8 +106,48 @@ export async function loadConfig(file: string): Promise<DeviceConfig> {
   if (!Number.isFinite(Date.parse(buildDate))) {
     throw bad(file, `"buildDate" is not a date: ${buildDate}`);
   }
-  if (r.version === undefined && r.versionFile === undefined) {
-    throw bad(file, 'give "version" or "versionFile"');
+  if ((r.version === undefined) === (r.versionFile === undefined)) {
+    throw bad(file, 'give one of "version" and "versionFile"');
+  }
+  const strings = (v: unknown) =>
+    Array.isArray(v) &&
+    v.length > 0 &&
+    v.every((x) => typeof x === 'string' && x.length > 0);
+  if (r.busy !== undefined) {
+    const b = r.busy as Record<string, unknown> | null;
+    const ok =
+      typeof b === 'object' &&
+      b !== null &&
+      !Array.isArray(b) &&
+      Object.keys(b).length === 1 &&
+      (typeof b.path === 'string' || strings(b.command));
+    if (!ok) {
+      throw bad(
+        file,
+        '"busy" must be {"path": FILE} or {"command": [PROGRAM, ARG...]}',
+      );
+    }
+  }
+  if (r.battery !== undefined) {
+    const b = r.battery as Record<string, unknown> | null;
+    const ok =
+      typeof b === 'object' &&
+      b !== null &&
+      !Array.isArray(b) &&
+      Object.keys(b).every((k) =>
+        ['minPercent', 'command', 'file'].includes(k),
+      ) &&
+      typeof b.minPercent === 'number' &&
+      (b.command === undefined) !== (b.file === undefined) &&
+      (b.command === undefined || strings(b.command)) &&
+      (b.file === undefined || typeof b.file === 'string');
+    if (!ok) {
+      throw bad(
+        file,
+        '"battery" must be {"minPercent": N} with one of "command": ' +
+          '[PROGRAM, ARG...] or "file": PATH',
+      );
+    }
   }
   if (r.allowHttp !== undefined && typeof r.allowHttp !== 'boolean') {
     throw bad(file, '"allowHttp" must be true or false');

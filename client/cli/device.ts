@@ -3,7 +3,7 @@
  * its journal, state record, deferrals, preconditions and installer. The
  * commands open it, do one thing, and close it.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, PROGRESS_FILE } from '../agent/agent.js';
 import { FolderInstaller } from '../agent/folder-installer.js';
@@ -16,6 +16,7 @@ import { logger } from '../log.js';
 import { PinnedFetcher } from '../update/pinned-fetcher.js';
 import { createUpdater } from '../update/updater.js';
 import { runningVersion, type DeviceConfig } from './config.js';
+import { lockStateDir } from './state-lock.js';
 
 export interface OpenDevice {
   agent: Agent;
@@ -34,7 +35,15 @@ const log = logger.child({ module: 'client/device' });
 export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
-  const journal = await Journal.open({ dir: join(config.stateDir, 'journal') });
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const unlock = await lockStateDir(config.stateDir);
+  let journal: Journal;
+  try {
+    journal = await Journal.open({ dir: join(config.stateDir, 'journal') });
+  } catch (err) {
+    await unlock();
+    throw err;
+  }
   let reporter: Reporter | undefined;
   try {
     if (config.report) {
@@ -101,11 +110,13 @@ export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
         await reporter.close();
       }
       await journal.close();
+      await unlock();
     };
     return { agent, journal, state, deferrals, reporter, close };
   } catch (err) {
     await reporter?.close();
     await journal.close();
+    await unlock();
     throw err;
   }
 }

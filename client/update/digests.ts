@@ -26,12 +26,28 @@ export interface DigestMismatch {
   actual: string;
 }
 
-/** The algorithms of `expected` that node can compute. */
+/**
+ * Hashes strong enough to vouch for an image. md5 and sha1 are left out:
+ * a target listing only those has no checkable hash and is refused, since
+ * a collision lets two images pass for one.
+ */
+const STRONG = [
+  'sha256',
+  'sha384',
+  'sha512',
+  'sha3-256',
+  'sha3-384',
+  'sha3-512',
+];
+
+/** The strong algorithms of `expected` that node can compute. */
 export function checkableAlgorithms(
   expected: Record<string, string>,
 ): string[] {
   const known = new Set(getHashes());
-  return Object.keys(expected).filter((algorithm) => known.has(algorithm));
+  return Object.keys(expected).filter(
+    (algorithm) => STRONG.includes(algorithm) && known.has(algorithm),
+  );
 }
 
 // Plain JavaScript, run with `eval`, so the same code works from the

@@ -67,6 +67,22 @@ export function targetUrl(
   target: Pick<TargetFile, 'path' | 'hashes'>,
   consistentSnapshot = true,
 ): string {
+  // Both come from signed metadata, but a compromised releases key must
+  // not steer the device to other paths on the server.
+  const segments = target.path.split('/');
+  if (segments.some((seg) => seg === '' || seg === '.' || seg === '..')) {
+    throw new ClientError(
+      'INTEGRITY',
+      `target path ${JSON.stringify(target.path)} has an empty, . or .. segment`,
+    );
+  }
+  const first = Object.values(target.hashes)[0];
+  if (consistentSnapshot && !/^[0-9a-fA-F]{32,128}$/.test(first ?? '')) {
+    throw new ClientError(
+      'INTEGRITY',
+      `${target.path}: its first hash is not hexadecimal`,
+    );
+  }
   let path = target.path;
   if (consistentSnapshot) {
     const { dir, base } = posix.parse(path);
@@ -76,7 +92,9 @@ export function targetUrl(
   const base = targetBaseUrl.endsWith('/')
     ? targetBaseUrl
     : `${targetBaseUrl}/`;
-  return new URL(base + path.replace(/^\//, '')).toString();
+  // Each segment encoded, so a ? or # in a signed name stays in the path.
+  const encoded = path.split('/').map(encodeURIComponent).join('/');
+  return new URL(base + encoded).toString();
 }
 
 /**

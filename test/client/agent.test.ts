@@ -100,6 +100,8 @@ async function device(
     version?: string;
     checks?: Precondition[];
     now?: () => Date;
+    /** Default: a FolderInstaller into STATE/installed. */
+    installDir?: (stateDir: string) => string;
   } = {},
 ): Promise<Device> {
   const stateDir = await tempDir('tufota-device-');
@@ -112,7 +114,8 @@ async function device(
   const journal = await Journal.open({ dir: join(stateDir, 'journal') });
   opened.push(journal);
   const state = await DeviceState.open(join(stateDir, 'state.json'));
-  const installDir = join(stateDir, 'installed');
+  const installDir =
+    options.installDir?.(stateDir) ?? join(stateDir, 'installed');
   const sent: Sent[] = [];
   const agent = new Agent({
     updater: () =>
@@ -543,5 +546,26 @@ describe('the update cycle (client/agent)', () => {
       ['clock-absurd', 'precondition-refused'],
     );
     assert.match(String(d.sent[0].reason), /before this software was built/);
+  });
+
+  it('removes the downloaded copy once installed, and does not retry an install that failed', async () => {
+    const d = await device(t, server);
+    assert.equal((await d.agent.runOnce()).outcome, 'installed');
+    assert.deepEqual(await readdir(join(d.stateDir, 'images')), []);
+
+    // The install folder is under a file: the install fails for real.
+    const broken = await device(t, server, {
+      installDir: (dir) => join(dir, 'not-a-folder', 'installed'),
+    });
+    await writeFile(join(broken.stateDir, 'not-a-folder'), 'x');
+    const failing = broken.agent;
+    const first = await failing.runOnce();
+    assert.equal(first.outcome, 'refused');
+    assert.equal(first.outcome === 'refused' ? first.stage : '', 'install');
+    assert.deepEqual(await readdir(join(broken.stateDir, 'images')), []);
+    const again = await failing.runOnce();
+    assert.equal(again.outcome, 'up-to-date', JSON.stringify(again));
+    const downloads = broken.sent.filter((e) => e.type === 'download-started');
+    assert.equal(downloads.length, 1, 'downloaded once, not every cycle');
   });
 });

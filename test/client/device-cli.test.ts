@@ -10,6 +10,8 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../client/cli/config.js';
+import { openDevice } from '../../client/cli/device.js';
 import { run } from '../../client/cli/main.js';
 import { nextWait } from '../../client/cli/service.js';
 import { publish } from '../../src/repository/publish.js';
@@ -352,5 +354,47 @@ describe('tufota-device', () => {
       .map((e) => e.deploymentId)
       .filter(Boolean);
     assert.equal(journaled[0], events[0].deploymentId, 'one deployment id');
+  });
+
+  it('lets one agent at a time use a state folder', async () => {
+    const held = await openDevice(await loadConfig(config));
+    try {
+      const second = await device(['--config', config, 'check']);
+      assert.equal(second.code, 1);
+      assert.match(
+        second.err,
+        new RegExp(`another tufota-device \\(pid ${process.pid}\\)`),
+      );
+      const status = await device(['--config', config, 'status']);
+      assert.equal(status.code, 0, 'status only reads, and still answers');
+    } finally {
+      await held.close();
+    }
+    const after = await device(['--config', config, 'journal', '-n', '1']);
+    assert.equal(after.code, 0, after.err);
+  });
+
+  it('refuses hostile configuration values by name', async () => {
+    const base = JSON.parse(await readFile(config, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ busy: 'x' }, /"busy" must be/],
+      [
+        { battery: { minPercent: 20, command: 'rm -rf /' } },
+        /"battery" must be/,
+      ],
+      [{ version: '1.0.0' }, /one of "version" and "versionFile"/],
+      [{ marginBytes: -1 }, /"marginBytes" must be a whole number/],
+      [{ metadataUrl: 'not a url' }, /"metadataUrl" is not a URL/],
+    ];
+    for (const [change, message] of cases) {
+      const file = join(home, 'hostile.json');
+      await writeFile(file, JSON.stringify({ ...base, ...change }));
+      const r = await device(['--config', file, 'status']);
+      assert.equal(r.code, 1, JSON.stringify(change));
+      assert.match(r.err, message, JSON.stringify(change));
+    }
   });
 });

@@ -20,6 +20,7 @@ import {
   targetUrl,
   type DownloadOptions,
 } from '../../../client/update/download.js';
+import { checkableAlgorithms } from '../../../client/update/digests.js';
 import { retryAfterMs } from '../../../client/update/http.js';
 import { PinnedFetcher } from '../../../client/update/pinned-fetcher.js';
 import { loadTlsMaterial, tlsPaths } from '../../../src/server/tls.js';
@@ -453,16 +454,65 @@ describe('targetUrl', () => {
   it('prefixes the name with the first listed hash, as tuf-js does', () => {
     const target = {
       path: 'images/a.img',
-      hashes: { sha256: 'ab', sha512: 'cd' },
+      hashes: {
+        sha256:
+          'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
+        sha512: 'cd',
+      },
     };
     assert.equal(
       targetUrl('https://h/targets', target),
-      'https://h/targets/images/ab.a.img',
+      'https://h/targets/images/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.a.img',
     );
     assert.equal(
       targetUrl('https://h/targets/', target, false),
       'https://h/targets/images/a.img',
     );
+  });
+});
+
+describe('targetUrl, given hostile signed metadata', () => {
+  const hash = 'b'.repeat(64);
+  for (const path of [
+    'images/../../etc/x',
+    '../x',
+    'images//x',
+    '/x',
+    'images/./x',
+  ]) {
+    it(`refuses the path ${path}`, () => {
+      assert.throws(
+        () =>
+          targetUrl('https://h/targets', { path, hashes: { sha256: hash } }),
+        (err: unknown) =>
+          err instanceof ClientError && err.code === 'INTEGRITY',
+      );
+    });
+  }
+  it('refuses a first hash that is not hexadecimal', () => {
+    assert.throws(
+      () =>
+        targetUrl('https://h/targets', {
+          path: 'images/a.img',
+          hashes: { sha256: '../../../admin?' },
+        }),
+      /not hexadecimal/,
+    );
+  });
+  it('keeps ? and # inside the path', () => {
+    assert.equal(
+      targetUrl('https://h/targets', {
+        path: 'images/a?b#c.img',
+        hashes: { sha256: hash },
+      }),
+      `https://h/targets/images/${hash}.a%3Fb%23c.img`,
+    );
+  });
+  it('counts md5 and sha1 as no checkable hash', () => {
+    assert.deepEqual(checkableAlgorithms({ md5: 'x', sha1: 'y' }), []);
+    assert.deepEqual(checkableAlgorithms({ md5: 'x', sha512: 'z' }), [
+      'sha512',
+    ]);
   });
 });
 
