@@ -180,7 +180,9 @@ export async function deliverBatch(
 
   const said = answerError(text);
   const what = `the server answered ${status}${said ? `: ${said}` : ''}`;
-  if (status === 400 || status === 409 || status === 413) {
+  // Only tufota's own refusal (a JSON error) condemns events: a proxy's
+  // or a portal's 400 or 413 page would otherwise empty the outbox.
+  if ((status === 400 || status === 409 || status === 413) && said) {
     throw failure(what, { refused: true });
   }
   if (status === 401 || status === 403) {

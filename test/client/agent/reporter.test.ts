@@ -70,7 +70,7 @@ async function freePort(): Promise<number> {
 /** What the proxy does with the Nth request (from 1). */
 type Move =
   | 'pass'
-  | { status: number; retryAfter?: string }
+  | { status: number; retryAfter?: string; html?: boolean }
   /** Forward it, let the server store it, then answer 503. */
   | 'stored-then-503'
   /** Forward it, then run `onStored` and never answer. */
@@ -137,10 +137,14 @@ class ReportProxy {
     if (typeof move === 'object') {
       this.answered.push(move.status);
       res.writeHead(move.status, {
-        'Content-Type': 'application/json',
+        'Content-Type': move.html ? 'text/html' : 'application/json',
         ...(move.retryAfter ? { 'Retry-After': move.retryAfter } : {}),
       });
-      res.end('{"error":"the proxy says no"}');
+      res.end(
+        move.html
+          ? '<html><body>413 Request Entity Too Large</body></html>'
+          : '{"error":"the proxy says no"}',
+      );
       return;
     }
     const got = await this.forward(req, body);
@@ -438,6 +442,30 @@ describe('Reporter', () => {
         assert.equal(reporter.stats.failures, 3);
         assert.match(String(reporter.stats.lastError), /does not acknowledge/);
         assert.deepEqual(await stored('portal-1'), [event]);
+      } finally {
+        await reporter.close();
+        await proxy.close();
+      }
+    });
+  });
+
+  describe('when a proxy in front answers 400 or 413 pages of its own', () => {
+    it('keeps every event and delivers them once the proxy lets them by', async () => {
+      const port = await freePort();
+      const options = await optionsFor('proxied-1', `http://127.0.0.1:${port}`);
+      const proxy = await ReportProxy.start(port, server.url, (i) =>
+        i <= 4 ? { status: i % 2 ? 413 : 400, html: true } : 'pass',
+      );
+      const reporter = await Reporter.open(options);
+      try {
+        const events = [
+          await reporter.enqueue({ type: 'download-started' }),
+          await reporter.enqueue({ type: 'download-finished' }),
+        ];
+        await reporter.flush(15_000);
+        assert.deepEqual(proxy.answered.slice(0, 4), [413, 400, 413, 400]);
+        assert.equal(reporter.stats.dropped, 0, 'nothing dropped');
+        assert.deepEqual(await stored('proxied-1'), events);
       } finally {
         await reporter.close();
         await proxy.close();
