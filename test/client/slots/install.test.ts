@@ -8,10 +8,16 @@ import { spawn } from 'node:child_process';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Installer } from '../../../client/agent/agent.js';
 import type { StepHook } from '../../../client/slots/bootloader.js';
 import { SlotError } from '../../../client/slots/errors.js';
+import type { SlotInstaller } from '../../../client/slots/slot-installer.js';
 import { readTrialNote } from '../../../client/slots/trial-note.js';
 import { damageCopy, makeRig, type Rig } from './rig.js';
+
+// The agent takes a SlotInstaller as its Installer by shape alone (slots
+// import nothing of the agent); this stops compiling if the two drift.
+export const asInstaller = (s: SlotInstaller): Installer => s;
 
 const child = fileURLToPath(new URL('./install-child.ts', import.meta.url));
 
