@@ -37,6 +37,7 @@ const log = slotLog.child({ module: 'client/slots/after-boot' });
 export type AfterBootOutcome =
   'trial-passed-committed' | 'rolled-back' | 'no-trial' | 'trial-running';
 
+/** What afterBoot found and did, for the agent to journal and report. */
 export interface AfterBootResult {
   outcome: AfterBootOutcome;
   running: Slot;
@@ -51,6 +52,7 @@ export interface AfterBootResult {
   fault?: string;
 }
 
+/** What afterBoot works with. */
 export interface AfterBootOptions {
   bootloader: Bootloader;
   stateDir: string;

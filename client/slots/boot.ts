@@ -64,6 +64,7 @@ export interface BootResult {
   fault?: string;
 }
 
+/** Settings of a played boot. */
 export interface PlayBootOptions {
   /**
    * A file standing in for /proc/cmdline: `tufota.slot=SLOT` is written

@@ -1,13 +1,19 @@
 /**
- * Durable small-file writes for the slot installer's own files (the trial
- * note). This is a copy of `writeFileDurable` in `client/agent/state.ts`,
- * kept here because `client/slots/` may import nothing of the project,
- * and the agent is the one part it must not lean on: temporary file,
- * fsync, rename, folder fsync, so a file holds the old bytes or the new.
+ * Durable small-file writes for the slot installer's own file (the trial
+ * note): temporary file, fsync, rename, folder fsync, so the file holds
+ * the old bytes or the new. It repeats `writeFileDurable` of
+ * `client/agent/state.ts` because `client/slots/` may import nothing of
+ * the project: the installer must not break when the agent changes.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import {
+  open,
+  readdir,
+  rename,
+  unlink,
+  type FileHandle,
+} from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Makes renames and new names in `dir` durable. */
@@ -27,7 +33,7 @@ export async function writeFileDurable(
 ): Promise<void> {
   const temp = join(
     dirname(path),
-    `.tmp-${basename(path)}.${randomBytes(6).toString('hex')}`,
+    `${tempPrefix(path)}${randomBytes(6).toString('hex')}`,
   );
   let handle: FileHandle | undefined = await open(temp, 'wx', 0o600);
   try {
@@ -42,4 +48,20 @@ export async function writeFileDurable(
     throw err;
   }
   await fsyncDir(dirname(path));
+}
+
+function tempPrefix(path: string): string {
+  return `.tmp-${basename(path)}.`;
+}
+
+/**
+ * Removes temporary files a cut `writeFileDurable(path)` left. Only for a
+ * file one process owns, as the installer owns its note.
+ */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const prefix = tempPrefix(path);
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith(prefix))) {
+    await unlink(join(dirname(path), name)).catch(() => undefined);
+  }
 }

@@ -21,6 +21,7 @@ export type SlotErrorCode =
   /** The configuration names something impossible. */
   | 'CONFIG';
 
+/** Every failure of the slot installer, told apart by `code`. */
 export class SlotError extends Error {
   readonly code: SlotErrorCode;
 

@@ -66,6 +66,7 @@ function decodeCopy(sector: Buffer): DecodedCopy {
   return decoded.ok ? decodeRecord(decoded.vars) : decoded;
 }
 
+/** Where the file backend keeps its record. */
 export interface FileBootloaderOptions {
   /** The record file: two sectors, made on the first write. */
   path: string;

@@ -27,6 +27,7 @@ import { TwoCopyBootloader, type CopyIndex } from './two-copies.js';
 
 const TOOL_TIMEOUT_MS = 10_000;
 
+/** Where the GRUB backend keeps its record, and its tool. */
 export interface GrubBootloaderOptions {
   /** The two environment files, e.g. /boot/tufota/env0 and env1. */
   copies: readonly [string, string];
@@ -50,6 +51,7 @@ export function parseEnvList(text: string): Record<string, string> {
   return vars;
 }
 
+/** The record in two GRUB environment blocks; see the module comment. */
 export class GrubBootloader extends TwoCopyBootloader {
   readonly kind = 'grub' as const;
   readonly copies: readonly [string, string];

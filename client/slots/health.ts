@@ -16,8 +16,10 @@ export interface HealthCommand {
 /** A health check in the same process (tests, simulations). */
 export type HealthProbe = () => Promise<HealthVerdict>;
 
+/** What `afterBoot` runs after a trial boot. */
 export type HealthCheck = HealthCommand | HealthProbe;
 
+/** A health check's answer. */
 export interface HealthVerdict {
   healthy: boolean;
   /** Why not, when not healthy. */

@@ -18,7 +18,7 @@
  * A cut anywhere before 6 ends leaves the known-good slot booting.
  */
 import { runStep, type Bootloader, type StepHook } from './bootloader.js';
-import { SlotError } from './errors.js';
+import { SlotError, messageOf } from './errors.js';
 import { slotLog } from './log.js';
 import {
   DEFAULT_TRIES,
@@ -44,6 +44,7 @@ export interface SlotDeployment {
 /** The two slots' paths: files or block devices. */
 export type SlotPaths = Readonly<Record<Slot, string>>;
 
+/** What installImage works with. */
 export interface InstallImageOptions {
   bootloader: Bootloader;
   slots: SlotPaths;
@@ -98,7 +99,7 @@ export async function installImage(
     deployment.length,
     deployment.hashes,
     true,
-  );
+  ).catch((err: unknown) => `unreadable (${messageOf(err)})`);
   if (before) {
     log.warn({ ...fields, reason: before }, 'install refused');
     throw new SlotError(

@@ -58,20 +58,19 @@ export async function checkBytes(
   if (algorithms.length === 0) return 'no sha256 or sha512 hash is listed';
   const digests = algorithms.map((a) => createHash(a));
   let size = 0;
-  const stream = createReadStream(path, {
-    highWaterMark: 1024 * 1024,
-    ...(exact ? {} : { end: length - 1 }),
-  });
-  // A zero length has nothing to read; `end: -1` would read everything.
-  if (length > 0 || exact) {
+  // Without `exact` only the first `length` bytes count; `end` is
+  // inclusive, and an empty image reads nothing at all.
+  if (exact || length > 0) {
+    const stream = createReadStream(path, {
+      highWaterMark: 1024 * 1024,
+      ...(exact ? {} : { end: length - 1 }),
+    });
     for await (const chunk of stream) {
       const bytes = chunk as Buffer;
       size += bytes.length;
       if (size > length) return `longer than its ${length} bytes`;
       for (const d of digests) d.update(bytes);
     }
-  } else {
-    stream.destroy();
   }
   if (size !== length) return `${size} bytes, not ${length}`;
   for (const [i, a] of algorithms.entries()) {

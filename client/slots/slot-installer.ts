@@ -18,6 +18,7 @@ import {
 import type { Slot } from './record.js';
 import { readTrialNote, writeTrialNote } from './trial-note.js';
 
+/** A SlotInstaller's slots, backend and settings. */
 export interface SlotInstallerOptions {
   bootloader: Bootloader;
   slots: SlotPaths;
@@ -38,6 +39,7 @@ export interface SlotInstallerOptions {
   hook?: StepHook;
 }
 
+/** The agent's `Installer` for A/B slots; see the module comment. */
 export class SlotInstaller {
   readonly #o: SlotInstallerOptions;
 

@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runStep, type StepHook } from './bootloader.js';
-import { writeFileDurable } from './durable.js';
+import { removeStaleTemps, writeFileDurable } from './durable.js';
 import { slotLog } from './log.js';
 import type { Slot } from './record.js';
 
@@ -77,6 +77,7 @@ export async function writeTrialNote(
   hook: StepHook = runStep,
 ): Promise<void> {
   const path = join(dir, TRIAL_NOTE_FILE);
+  await removeStaleTemps(path);
   await hook({ kind: 'note', label, paths: [path] }, () =>
     writeFileDurable(path, `${JSON.stringify(note, null, 2)}\n`),
   );

@@ -37,6 +37,7 @@ const log = slotLog.child({ module: 'client/slots/uboot' });
 
 const TOOL_TIMEOUT_MS = 10_000;
 
+/** Where the U-Boot backend finds its environment, and its tools. */
 export interface UbootBootloaderOptions {
   /** An /etc/fw_env.config-style file naming the two copies. */
   config: string;
@@ -48,6 +49,7 @@ export interface UbootBootloaderOptions {
   hook?: StepHook;
 }
 
+/** The record in a redundant U-Boot environment; see the module comment. */
 export class UbootBootloader implements Bootloader {
   readonly kind = 'uboot' as const;
   readonly fallback: Slot;
