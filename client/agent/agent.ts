@@ -54,6 +54,25 @@ export interface Installer {
     image: string,
     deployment: Deployment,
   ): Promise<'awaiting-reboot' | 'committed'>;
+  /**
+   * After each boot, for installers with a boot step (the A/B slots): how
+   * the last trial went. Outcomes stay until `acknowledge`d, so one cut
+   * short before it is reported at the next boot.
+   */
+  afterBoot?(): Promise<BootOutcome>;
+  acknowledge?(deploymentId: string): Promise<void>;
+}
+
+/** What the installer found after a boot (client/slots' AfterBootResult). */
+export interface BootOutcome {
+  outcome:
+    'trial-passed-committed' | 'rolled-back' | 'no-trial' | 'trial-running';
+  deploymentId?: string;
+  reason?: string;
+  /** Damage to the boot record found and repaired. */
+  fault?: string;
+  /** The device must reboot now (into its known-good slot). */
+  rebootRequired: boolean;
 }
 
 /** Where device events go; the reporter queues them durably. */
@@ -187,8 +206,9 @@ export class Agent {
       [more: string]: unknown;
     } = {},
   ): Promise<void> {
-    const { deployment, ...rest } = fields;
-    const deploymentId = deployment?.id;
+    const { deployment, deploymentId: given, ...rest } = fields;
+    const deploymentId =
+      deployment?.id ?? (typeof given === 'string' ? given : undefined);
     const target = fields.target ?? deployment?.targetPath;
     const targetVersion = fields.targetVersion ?? deployment?.version;
     await this.#o.journal.append(type, {
@@ -253,6 +273,49 @@ export class Agent {
       ...(by ? { by } : {}),
     });
     return { ok: true, reason, target };
+  }
+
+  /**
+   * Runs once after each boot, before any cycle: asks the installer how a
+   * trial went and reports it, once. A fallback is reported as rolled
+   * back (never as success) and its target is not tried again by itself.
+   */
+  async afterBoot(): Promise<BootOutcome | undefined> {
+    const installer = this.#o.installer;
+    if (!installer.afterBoot) return undefined;
+    const result = await installer.afterBoot();
+    if (result.fault) {
+      await this.#record('boot-fault', { reason: result.fault });
+    }
+    const { deploymentId } = result;
+    if (result.outcome === 'no-trial' || !deploymentId) return result;
+    const { deployment } = await this.#o.state.read();
+    const ours = deployment?.id === deploymentId ? deployment : undefined;
+    const reported = (phase: string) => ours?.phase === phase;
+    if (result.outcome === 'trial-running') {
+      if (ours && !reported('trial')) {
+        await this.#record('trial-boot', { deployment: ours });
+        await this.#o.state.setPhase(ours.id, 'trial', this.#now);
+      }
+      return result;
+    }
+    const final =
+      result.outcome === 'trial-passed-committed' ? 'committed' : 'rolled-back';
+    if (!reported(final)) {
+      const fields = ours ? { deployment: ours } : { deploymentId };
+      if (final === 'committed') {
+        if (!reported('trial')) await this.#record('trial-boot', fields);
+        await this.#record('committed', fields);
+      } else {
+        await this.#record('rolled-back', {
+          ...fields,
+          reason: result.reason ?? 'the trial boot did not prove itself',
+        });
+      }
+      if (ours) await this.#o.state.setPhase(ours.id, final, this.#now);
+    }
+    await installer.acknowledge?.(deploymentId);
+    return result;
   }
 
   /** Runs one cycle; never throws for a refusal, only for local faults. */

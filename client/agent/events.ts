@@ -26,6 +26,7 @@ export const DEVICE_EVENT_TYPES = [
   'deferred',
   'update-refused',
   'clock-absurd',
+  'boot-fault',
 ] as const;
 
 /** One of DEVICE_EVENT_TYPES. */

@@ -9,6 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ClientError } from '../errors.js';
+import type { BootloaderConfig } from '../slots/create.js';
+import type { Slot } from '../slots/record.js';
 
 export interface DeviceConfig {
   /** The device's own folder: metadata, downloads, journal, state. */
@@ -26,8 +28,13 @@ export interface DeviceConfig {
   versionFile?: string;
   /** When the running software was built; an earlier clock is absurd. */
   buildDate: string;
+  /**
+   * The A/B slots, their bootloader and health check. Without them the
+   * stand-in installer copies images into `installDir`.
+   */
+  slots?: SlotsConfig;
   /** Where the stand-in installer puts images (`DIR/VERSION/image`). */
-  installDir: string;
+  installDir?: string;
   battery?: { minPercent: number; command?: string[]; file?: string };
   busy?: { path: string } | { command: string[] };
   windows?: string[];
@@ -37,7 +44,18 @@ export interface DeviceConfig {
   report?: { url: string; deviceId: string; credentialFile: string };
 }
 
+export interface SlotsConfig {
+  a: string;
+  b: string;
+  bootloader: BootloaderConfig;
+  /** Where the running slot is read (`tufota.slot=`). Default /proc/cmdline. */
+  cmdline?: string;
+  tries?: number;
+  healthCheck?: { command: [string, ...string[]]; timeoutMs?: number };
+}
+
 const KNOWN = new Set([
+  'slots',
   'stateDir',
   'metadataUrl',
   'targetsUrl',
@@ -176,7 +194,8 @@ export async function loadConfig(file: string): Promise<DeviceConfig> {
     version: text(file, r, 'version', true),
     versionFile: path('versionFile', true),
     buildDate,
-    installDir: path('installDir')!,
+    installDir: path('installDir', true),
+    slots: r.slots === undefined ? undefined : slotsFrom(file, base, r.slots),
     battery: r.battery as DeviceConfig['battery'],
     busy: r.busy as DeviceConfig['busy'],
     windows: r.windows,
@@ -196,10 +215,109 @@ export async function loadConfig(file: string): Promise<DeviceConfig> {
     }
     config.report.credentialFile = resolve(base, config.report.credentialFile);
   }
+  if ((config.slots === undefined) === (config.installDir === undefined)) {
+    throw bad(file, 'give one of "slots" (A/B slots) and "installDir"');
+  }
   if (!config.ca && !config.allowHttp) {
     throw bad(file, 'give "ca" (the pinned CA) or, for a lab, "allowHttp"');
   }
   return config;
+}
+
+/** The `slots` section, checked, with its paths made absolute. */
+function slotsFrom(file: string, base: string, value: unknown): SlotsConfig {
+  const fail = (what: string) => bad(file, `"slots": ${what}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw fail('must be an object');
+  }
+  const v = value as Record<string, unknown>;
+  const allowed = ['a', 'b', 'bootloader', 'cmdline', 'tries', 'healthCheck'];
+  for (const key of Object.keys(v)) {
+    if (!allowed.includes(key)) throw fail(`"${key}" is not a known setting`);
+  }
+  const at = (x: unknown, what: string) => {
+    if (typeof x !== 'string' || x === '') throw fail(`${what} must be a path`);
+    return resolve(base, x);
+  };
+  const boot = v.bootloader as Record<string, unknown> | null;
+  if (typeof boot !== 'object' || boot === null) {
+    throw fail('"bootloader" must be an object with a "kind"');
+  }
+  if (
+    boot.fallback !== undefined &&
+    boot.fallback !== 'a' &&
+    boot.fallback !== 'b'
+  ) {
+    throw fail('"bootloader.fallback" must be "a" or "b"');
+  }
+  const fallback: { fallback?: Slot } =
+    boot.fallback === undefined ? {} : { fallback: boot.fallback };
+  let bootloader: BootloaderConfig;
+  if (boot.kind === 'file') {
+    bootloader = {
+      kind: 'file',
+      path: at(boot.path, '"bootloader.path"'),
+      ...fallback,
+    };
+  } else if (boot.kind === 'grub') {
+    const copies = boot.copies;
+    if (!Array.isArray(copies) || copies.length !== 2) {
+      throw fail('"bootloader.copies" must name two grubenv files');
+    }
+    bootloader = {
+      kind: 'grub',
+      copies: [
+        at(copies[0], 'a grubenv copy'),
+        at(copies[1], 'a grubenv copy'),
+      ],
+      hint: at(boot.hint, '"bootloader.hint"'),
+      ...fallback,
+    };
+  } else if (boot.kind === 'uboot') {
+    bootloader = {
+      kind: 'uboot',
+      config: at(boot.config, '"bootloader.config"'),
+      ...fallback,
+    };
+  } else {
+    throw fail('"bootloader.kind" must be file, grub or uboot');
+  }
+  const tries = v.tries;
+  if (
+    tries !== undefined &&
+    (!Number.isInteger(tries) || (tries as number) < 1 || (tries as number) > 9)
+  ) {
+    throw fail('"tries" must be a whole number from 1 to 9');
+  }
+  let healthCheck: SlotsConfig['healthCheck'];
+  if (v.healthCheck !== undefined) {
+    const h = v.healthCheck as Record<string, unknown> | null;
+    const command = h?.command;
+    if (
+      !Array.isArray(command) ||
+      command.length === 0 ||
+      !command.every((c) => typeof c === 'string' && c !== '') ||
+      (h?.timeoutMs !== undefined && !Number.isSafeInteger(h.timeoutMs))
+    ) {
+      throw fail(
+        '"healthCheck" must be {"command": [PROGRAM, ARG...], "timeoutMs"?: N}',
+      );
+    }
+    healthCheck = {
+      command: command as [string, ...string[]],
+      ...(h?.timeoutMs !== undefined
+        ? { timeoutMs: h.timeoutMs as number }
+        : {}),
+    };
+  }
+  return {
+    a: at(v.a, '"a"'),
+    b: at(v.b, '"b"'),
+    bootloader,
+    ...(v.cmdline !== undefined ? { cmdline: at(v.cmdline, '"cmdline"') } : {}),
+    ...(tries !== undefined ? { tries: tries as number } : {}),
+    ...(healthCheck ? { healthCheck } : {}),
+  };
 }
 
 /** The running version, from the config or its version file. */

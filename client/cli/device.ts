@@ -5,13 +5,16 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Agent, PROGRESS_FILE } from '../agent/agent.js';
+import { Agent, PROGRESS_FILE, type Installer } from '../agent/agent.js';
 import { FolderInstaller } from '../agent/folder-installer.js';
 import { Journal } from '../agent/journal.js';
 import { DeferralStore, defaultPreconditions } from '../agent/preconditions.js';
 import { DeviceState, type Deployment } from '../agent/state.js';
 import { Reporter } from '../agent/reporter.js';
 import { ClientError } from '../errors.js';
+import { slotFromCmdline } from '../slots/boot.js';
+import { createBootloader } from '../slots/create.js';
+import { SlotInstaller } from '../slots/slot-installer.js';
 import { logger } from '../log.js';
 import { PinnedFetcher } from '../update/pinned-fetcher.js';
 import { createUpdater } from '../update/updater.js';
@@ -27,6 +30,25 @@ export interface OpenDevice {
   close(): Promise<void>;
 }
 
+/** The A/B slot installer when slots are configured, else the stand-in. */
+export function installerFor(config: DeviceConfig): Installer {
+  const slots = config.slots;
+  if (!slots) return new FolderInstaller(config.installDir!);
+  const installer = new SlotInstaller({
+    bootloader: createBootloader(slots.bootloader),
+    slots: { a: slots.a, b: slots.b },
+    stateDir: join(config.stateDir, 'slots'),
+    running: () => slotFromCmdline(slots.cmdline),
+    ...(slots.tries !== undefined ? { tries: slots.tries } : {}),
+    ...(slots.healthCheck ? { healthCheck: slots.healthCheck } : {}),
+  });
+  return {
+    install: (image, deployment) => installer.install(image, deployment),
+    afterBoot: () => installer.afterBoot(),
+    acknowledge: (id) => installer.acknowledge(id),
+  };
+}
+
 /** How long closing waits for the server to take queued events. */
 const REPORT_FLUSH_MS = 5000;
 
@@ -36,6 +58,12 @@ export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  if (config.slots) {
+    await mkdir(join(config.stateDir, 'slots'), {
+      recursive: true,
+      mode: 0o700,
+    });
+  }
   const unlock = await lockStateDir(config.stateDir);
   let journal: Journal;
   try {
@@ -91,7 +119,7 @@ export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
       },
       buildDate: new Date(config.buildDate),
       preconditions,
-      installer: new FolderInstaller(config.installDir),
+      installer: installerFor(config),
       journal,
       state,
       deferrals,

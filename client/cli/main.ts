@@ -4,13 +4,16 @@
  * integrator's scripts would.
  *
  * Exit codes: 0 done (or nothing to do), 1 failed or refused, 2 usage,
- * 3 waiting on a precondition or a retry (try again later).
+ * 3 waiting on a precondition or a retry (try again later), 4 reboot now
+ * (after-boot: the trial failed and the known-good slot must boot).
  */
 import { Command, CommanderError } from 'commander';
 import { copyFile, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import { loadConfig } from './config.js';
+import { playBoot } from '../slots/boot.js';
+import { createBootloader } from '../slots/create.js';
 import { openDevice, readStatus } from './device.js';
 import { runService } from './service.js';
 
@@ -164,9 +167,68 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
           );
         }
         const config = await loadConfig(g.config);
-        await runService(config, { interval, jitter }, io);
+        const ended = await runService(config, { interval, jitter }, io);
+        if (ended === 'reboot') setCode(4);
       },
     );
+
+  program
+    .command('after-boot')
+    .description(
+      'after each boot: judge a trial (health check), commit or fall back, report',
+    )
+    .action(async (_flags: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const device = await openDevice(await loadConfig(g.config));
+      try {
+        const result = await device.agent.afterBoot();
+        if (!result) {
+          print(io, g.json, { outcome: 'no-slots' }, 'no slots configured');
+          return;
+        }
+        const words =
+          `${result.outcome}${result.deploymentId ? ` (deployment ${result.deploymentId})` : ''}` +
+          `${result.reason ? `: ${result.reason}` : ''}` +
+          `${result.rebootRequired ? '; reboot required' : ''}`;
+        print(io, g.json, result, words);
+        // The integrator's unit reboots on 4: the device runs a slot it
+        // must leave for its known-good one.
+        if (result.rebootRequired) setCode(4);
+      } finally {
+        await device.close();
+      }
+    });
+
+  program
+    .command('boot')
+    .description(
+      'play one power-on as the bootloader would (simulated devices and tests)',
+    )
+    .action(async (_flags: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const config = await loadConfig(g.config);
+      if (!config.slots) {
+        throw new ClientError(
+          'CONFIG',
+          'boot needs "slots" in the configuration',
+        );
+      }
+      if (!config.slots.cmdline) {
+        throw new ClientError(
+          'CONFIG',
+          'boot needs "slots.cmdline": a file standing in for /proc/cmdline',
+        );
+      }
+      const result = await playBoot(createBootloader(config.slots.bootloader), {
+        cmdline: config.slots.cmdline,
+      });
+      print(
+        io,
+        g.json,
+        result,
+        `booted slot ${result.slot} (${result.event})${result.fault ? `; fault: ${result.fault}` : ''}`,
+      );
+    });
 
   program
     .command('status')

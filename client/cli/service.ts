@@ -32,7 +32,7 @@ export async function runService(
   config: DeviceConfig,
   options: ServiceOptions,
   io: { out(text: string): void },
-): Promise<void> {
+): Promise<'stopped' | 'reboot'> {
   let stopping = false;
   let wake: (() => void) | undefined;
   const stop = () => {
@@ -42,6 +42,20 @@ export async function runService(
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   try {
+    // Whatever the last boot was, it is judged and reported first.
+    const first = await openDevice(config);
+    try {
+      const boot = await first.agent.afterBoot();
+      if (boot) io.out(`${new Date().toISOString()} ${JSON.stringify(boot)}\n`);
+      if (boot?.rebootRequired) {
+        io.out(
+          'reboot required: the trial failed; leaving for the known-good slot\n',
+        );
+        return 'reboot';
+      }
+    } finally {
+      await first.close();
+    }
     while (!stopping) {
       // The device is opened for each cycle, so a changed version file
       // (after an update outside the agent) is read afresh.
@@ -73,4 +87,5 @@ export async function runService(
     process.off('SIGINT', stop);
   }
   io.out('stopped\n');
+  return 'stopped';
 }

@@ -1,0 +1,197 @@
+/**
+ * `tufota-device` with A/B slots on the file bootloader, driven as an
+ * integrator's boot scripts would: a release installs into the inactive
+ * slot, boots on trial, passes its health check and is committed; a
+ * broken release fails its health check, the device falls back to the
+ * known-good slot, the server holds a rolled-back event for that
+ * deployment (not a success), and the device does not take it again.
+ */
+import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../client/cli/main.js';
+import { publish } from '../../src/repository/publish.js';
+import { addDevice } from '../../src/server/devices.js';
+import {
+  cleanupTempDirs,
+  createTestRepo,
+  tempDir,
+  type TestRepo,
+} from '../helpers/fixtures.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const SLOT_BYTES = 256 * 1024;
+
+async function releaseImage(
+  t: TestRepo,
+  version: string,
+  bytes: Buffer,
+): Promise<void> {
+  const repo = await t.open();
+  try {
+    const source = join(t.base, `fw-${version}`);
+    await writeFile(source, bytes);
+    await repo.addTargets([
+      {
+        source,
+        path: `images/fw-${version}.img`,
+        custom: { version, hardware: ['board-a'] },
+      },
+    ]);
+    await publish(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
+async function served(t: TestRepo, server: TestServer): Promise<void> {
+  const want = await readFile(join(t.dir, 'metadata', 'timestamp.json'));
+  for (let i = 0; i < 100; i++) {
+    const got = await fetch(`${server.url}/metadata/timestamp.json`);
+    if (Buffer.from(await got.arrayBuffer()).equals(want)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the server never picked up the publish');
+}
+
+describe('tufota-device with A/B slots (file bootloader)', () => {
+  let t: TestRepo;
+  let server: TestServer;
+  let home: string;
+  let config: string;
+
+  const device = async (...argv: string[]) => {
+    let out = '';
+    let err = '';
+    const code = await run(['--config', config, ...argv], {
+      out: (s) => void (out += s),
+      err: (s) => void (err += s),
+    });
+    return { code, out, err };
+  };
+  const events = async () => {
+    const admin = await server.token('admin');
+    const answer = await fetch(`${server.url}/api/v1/devices/unit-1/events`, {
+      headers: { Authorization: `Bearer ${admin}` },
+    });
+    return (
+      (await answer.json()) as {
+        events: {
+          type: string;
+          deploymentId?: string;
+          targetVersion?: string;
+        }[];
+      }
+    ).events;
+  };
+
+  before(async () => {
+    t = await createTestRepo();
+    server = await startTestServer(t);
+    home = await tempDir('tufota-slots-device-');
+    const factory = Buffer.alloc(SLOT_BYTES, 0x10);
+    await writeFile(join(home, 'slot-a'), factory);
+    await writeFile(join(home, 'slot-b'), Buffer.alloc(SLOT_BYTES));
+    await writeFile(join(home, 'version'), '1.0.0\n');
+    await writeFile(join(home, 'healthy'), 'yes');
+    const { credential } = await addDevice(server.store, 'unit-1');
+    await writeFile(join(home, 'credential'), credential);
+    config = join(home, 'device.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        stateDir: 'state',
+        metadataUrl: server.metadataUrl,
+        targetsUrl: server.targetsUrl,
+        allowHttp: true,
+        hardware: 'board-a',
+        channel: 'stable',
+        versionFile: 'version',
+        buildDate: '2026-01-01T00:00:00Z',
+        slots: {
+          a: 'slot-a',
+          b: 'slot-b',
+          bootloader: { kind: 'file', path: 'boot', fallback: 'a' },
+          cmdline: 'cmdline',
+          healthCheck: {
+            command: ['sh', '-c', `test -e ${join(home, 'healthy')}`],
+            timeoutMs: 5000,
+          },
+        },
+        report: {
+          url: server.url,
+          deviceId: 'unit-1',
+          credentialFile: 'credential',
+        },
+      }),
+    );
+    const root = join(t.dir, 'metadata', '1.root.json');
+    assert.equal((await device('init', '--root', root)).code, 0);
+    // The factory boot: slot a, and after-boot writes the first record.
+    const first = await device('boot');
+    assert.match(first.out, /booted slot a/);
+    const provisioned = await device('after-boot');
+    assert.equal(provisioned.code, 0, provisioned.out + provisioned.err);
+  });
+  after(async () => {
+    await server.close();
+    await cleanupTempDirs();
+  });
+
+  it('installs into slot b, boots it on trial, and commits it once healthy', async () => {
+    const image = Buffer.alloc(100_000, 0x11);
+    await releaseImage(t, '1.1.0', image);
+    await served(t, server);
+    const checked = await device('check');
+    assert.equal(checked.code, 0, checked.out + checked.err);
+    assert.match(checked.out, /awaiting-reboot/);
+    const slotB = await readFile(join(home, 'slot-b'));
+    assert.ok(slotB.subarray(0, image.length).equals(image));
+    assert.match((await device('status')).out, /^awaiting-reboot/);
+
+    assert.match((await device('boot')).out, /booted slot b/);
+    const judged = await device('after-boot');
+    assert.equal(judged.code, 0, judged.out + judged.err);
+    assert.match(judged.out, /trial-passed-committed/);
+    assert.match((await device('status')).out, /^committed/);
+    await writeFile(join(home, 'version'), '1.1.0\n');
+
+    assert.match((await device('boot')).out, /booted slot b/, 'b stays');
+    assert.match((await device('after-boot')).out, /no-trial/);
+    const types = (await events()).map((e) => e.type);
+    assert.deepEqual(types.slice(-4), [
+      'install-started',
+      'install-finished',
+      'trial-boot',
+      'committed',
+    ]);
+  });
+
+  it('falls back from a release that fails its health check and reports it rolled back', async () => {
+    await releaseImage(t, '1.2.0', Buffer.alloc(90_000, 0x12));
+    await served(t, server);
+    const checked = await device('check');
+    assert.match(checked.out, /awaiting-reboot/, checked.out + checked.err);
+    await rm(join(home, 'healthy'));
+
+    assert.match((await device('boot')).out, /booted slot a/);
+    const judged = await device('after-boot');
+    assert.equal(judged.code, 4, 'reboot into the known-good slot');
+    assert.match(judged.out, /rolled-back/);
+    assert.match((await device('boot')).out, /booted slot b/, 'known-good');
+    assert.match((await device('after-boot')).out, /no-trial/);
+    assert.match((await device('status')).out, /^rolled-back/);
+
+    const all = await events();
+    const last = all.at(-1)!;
+    assert.equal(last.type, 'rolled-back');
+    assert.equal(last.targetVersion, '1.2.0');
+    const deployment = last.deploymentId;
+    assert.ok(
+      !all.some((e) => e.deploymentId === deployment && e.type === 'committed'),
+      'never reported as a success',
+    );
+    const again = await device('check');
+    assert.match(again.out, /up-to-date/, 'the same target is not taken again');
+  });
+});
