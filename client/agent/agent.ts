@@ -39,7 +39,7 @@ import {
   type Deployment,
   type DeviceState,
 } from './state.js';
-import { describeRefusal } from './refusal.js';
+import { describeRefusal, isUnreachable } from './refusal.js';
 
 const log = logger.child({ module: 'client/agent' });
 
@@ -134,6 +134,28 @@ export type CycleOutcome =
       phase: 'awaiting-reboot' | 'committed';
     }
   | { outcome: 'pending'; deploymentId: string; phase: string };
+
+/**
+ * `candidates` without the target of the last deployment if it was
+ * committed, fell back, or failed to install: such a target is not taken
+ * again by itself, only a new release (or an operator) moves the device.
+ * A failed download is tried again: the fault may have been the
+ * network's or a lying server's, not the image's.
+ */
+function notDone<T extends TargetFile>(
+  candidates: T[],
+  deployment: Deployment | null,
+): T[] {
+  const done =
+    deployment &&
+    (deployment.phase === 'committed' ||
+      deployment.phase === 'rolled-back' ||
+      (deployment.phase === 'failed' && deployment.failedStep === 'install'))
+      ? targetIdentity(deployment.hashes)
+      : undefined;
+  if (done === undefined) return candidates;
+  return candidates.filter((c) => targetIdentity(c.hashes) !== done);
+}
 
 /** One text per image whatever case or order its hashes are listed in. */
 function targetIdentity(hashes: Readonly<Record<string, string>>): string {
@@ -251,7 +273,11 @@ export class Agent {
     const updater = this.#o.updater();
     await updater.refresh();
     const candidates = await listTargets(updater, this.#o.prefix ?? 'images/');
-    const decision = chooseUpdate(candidates, this.#o.facts);
+    const { deployment } = await this.#o.state.read();
+    const decision = chooseUpdate(
+      notDone(candidates, deployment),
+      this.#o.facts,
+    );
     if (decision.action === 'none') {
       return { ok: false, reason: `nothing to defer: ${decision.reason}` };
     }
@@ -343,25 +369,16 @@ export class Agent {
       candidates = await listTargets(updater, this.#o.prefix ?? 'images/');
     } catch (err) {
       const reason = describeRefusal(err);
+      if (isUnreachable(err)) {
+        await this.#o.journal.append('unreachable', { reason });
+        return { outcome: 'retry-later', reason };
+      }
       await this.#record('update-refused', { stage: 'metadata', reason });
       return { outcome: 'refused', stage: 'metadata', reason };
     }
 
-    // A target this device already committed, fell back from, or failed
-    // to install is not taken again by itself: only a new release (or an
-    // operator) moves it. A failed download is tried again: the fault may
-    // have been the network's or a lying server's, not the image's.
-    const done =
-      deployment &&
-      (deployment.phase === 'committed' ||
-        deployment.phase === 'rolled-back' ||
-        (deployment.phase === 'failed' && deployment.failedStep === 'install'))
-        ? targetIdentity(deployment.hashes)
-        : undefined;
     const decision = chooseUpdate(
-      candidates.filter(
-        (c) => done === undefined || targetIdentity(c.hashes) !== done,
-      ),
+      notDone(candidates, deployment),
       this.#o.facts,
     );
     if (decision.action === 'none') {

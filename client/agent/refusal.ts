@@ -64,3 +64,38 @@ export function describeRefusal(err: unknown): string {
   }
   return `error: ${err.message}`;
 }
+
+const NETWORK = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+]);
+
+/**
+ * Whether `err` says only that the server could not be reached or was
+ * busy (a network error, a timeout, a 5xx or 429), not that anything it
+ * sent was refused. Such a cycle is tried again later, not reported as
+ * an attack; a server that stays away is still seen, as the journal's
+ * `unreachable` entries and, in time, expired metadata.
+ */
+export function isUnreachable(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; e instanceof Error && depth < 5; depth++) {
+    if (e instanceof ClientError && e.code === 'TRANSPORT') return true;
+    const { code, statusCode } = e as { code?: unknown; statusCode?: unknown };
+    if (typeof code === 'string' && NETWORK.has(code)) return true;
+    if (
+      typeof statusCode === 'number' &&
+      (statusCode >= 500 || statusCode === 429)
+    ) {
+      return true;
+    }
+    e = e.cause;
+  }
+  return false;
+}

@@ -568,4 +568,15 @@ describe('the update cycle (client/agent)', () => {
     const downloads = broken.sent.filter((e) => e.type === 'download-started');
     assert.equal(downloads.length, 1, 'downloaded once, not every cycle');
   });
+
+  it('tries again later, without an event, when the server is down', async () => {
+    const d = await device(t, server);
+    await server.close();
+    const down = await d.agent.runOnce();
+    assert.equal(down.outcome, 'retry-later', JSON.stringify(down));
+    const last = (await entries(d)).at(-1);
+    assert.equal(last?.event, 'unreachable');
+    assert.deepEqual(d.sent, [], 'an outage is no attack to report');
+    server = await serveRepository(t.dir);
+  });
 });
