@@ -169,8 +169,8 @@ export async function runJourney(
       'device verifies the metadata chain and downloads 1.0.0',
       sha256(got1.bytes) === sha256(images.get('1.0.0') as Buffer) &&
         got1.info.custom.version === '1.0.0',
-      `from ${server.url} (plain HTTP on loopback; the HTTPS server is ` +
-        `not built yet)\n${got1.info.length} bytes, sha256 ` +
+      `from ${server.url} (a plain static server on loopback; tufota ` +
+        `serve adds HTTPS)\n${got1.info.length} bytes, sha256 ` +
         `${got1.info.hashes.sha256}, custom ${JSON.stringify(got1.info.custom)}`,
     );
 
