@@ -77,11 +77,13 @@ async function run(i: number): Promise<void> {
     bump(kinds, r.kind);
     for (const o of r.outcomes) bump(outcomes, o);
     for (const [step, n] of r.cuts) bump(cuts, step, n);
-    if (r.unbootable || r.unverifiedBoots > 0) {
-      if (r.unbootable) counts.unbootable++;
+    if (r.unbootable) counts.unbootable++;
+    const lost = r.outcomes.filter((o) => o.startsWith('lost'));
+    if (r.unbootable || r.unverifiedBoots > 0 || lost.length > 0) {
       bad.push(
-        `seed ${runSeed} (${r.kind}): ${r.unbootable ?? ''} ` +
-          `${r.unverifiedBoots} unverified boots`,
+        `seed ${runSeed} (${r.kind}${r.sigkill ? ', SIGKILL' : ''}): ` +
+          `${r.unbootable ?? 'bootable'}, ` +
+          `${r.unverifiedBoots} unverified boots, ${lost.length} lost`,
       );
     }
   } finally {

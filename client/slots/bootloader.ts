@@ -71,7 +71,7 @@ export interface Bootloader {
   /**
    * Writes `record` as the boot firmware does: in place, generation kept
    * (GRUB cannot add). Throws when the change does not count, i.e. the
-   * copy read next does not hold it.
+   * record read next does not hold it.
    */
   writeAsFirmware(record: BootRecord, label: string): Promise<void>;
 }

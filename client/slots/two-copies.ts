@@ -9,11 +9,15 @@
  * - the agent writes the copy that is not current first, with the next
  *   generation, then the other: a cut during the first leaves the current
  *   copy alone, a cut during the second leaves the first, newer and whole;
- * - the firmware writes copy 0 and then copy 1 in place, generation kept:
- *   a cut during copy 0 leaves copy 1 (the state before, so a try not yet
- *   taken is not counted), a cut after it leaves copy 0, the winner of the
- *   tie; the write counts when copy 0 took it, or copy 1 did while copy 0
- *   is not valid (GRUB's save_env cannot write a damaged block).
+ * - the firmware writes in place with the generation kept (GRUB cannot
+ *   add), also the copy that is not current first; it reads it back and
+ *   only then writes the current one. A cut during the first leaves the
+ *   current copy, the state before the try, so a try is never counted for
+ *   a boot that did not happen; a cut during the second leaves the first,
+ *   changed and whole. The change counts (the trial slot boots) only when
+ *   the copy chosen afterwards holds it. GRUB's save_env cannot write a
+ *   damaged block, so with one copy damaged GRUB takes no try until the
+ *   agent has rewritten both.
  * With every settled record (no trial) the agent also writes a hint, apart
  * from both copies, naming its known-good slot: what boots when both
  * copies are lost. It is written after the copies, so it never names a
@@ -140,30 +144,39 @@ export abstract class TwoCopyBootloader implements Bootloader {
   }
 
   async writeAsFirmware(record: BootRecord, label: string): Promise<void> {
-    const copy0Valid = (await this.readCopy(0)).ok;
-    const written: boolean[] = [];
-    for (const index of [0, 1] as const) {
-      try {
-        await this.hook(this.step(index, `${label}:copy-${index}`), () =>
-          this.writeCopy(index, record, true),
-        );
-        written.push(true);
-      } catch (err) {
-        written.push(false);
-        log.warn(
-          { backend: this.kind, label, copy: index, err: messageOf(err) },
-          'firmware write of a copy failed',
-        );
-      }
-    }
-    // The change counts when the copy read next holds it: copy 0, which
-    // wins the tie, or copy 1 when copy 0 is not valid. A copy left behind
-    // is rewritten by the agent's next write, which goes there first.
-    if (!(written[0] || (written[1] && !copy0Valid))) {
-      throw new SlotError(
-        'BOOT_RECORD',
-        `${this.kind}: the firmware could not write the boot record`,
+    const current = (await this.readBoth()).index ?? 0;
+    const other: CopyIndex = current === 0 ? 1 : 0;
+    const notCounted = (why: string) =>
+      new SlotError('BOOT_RECORD', `${this.kind}: the firmware ${why}`);
+
+    // The current copy is touched only once the other holds the change,
+    // so a cut never leaves both unreadable.
+    try {
+      await this.hook(this.step(other, `${label}:copy-${other}`), () =>
+        this.writeCopy(other, record, true),
       );
+    } catch (err) {
+      throw notCounted(`could not write copy ${other}: ${messageOf(err)}`);
+    }
+    const back = await this.readCopy(other);
+    if (!back.ok || !sameRecord(back.record, record)) {
+      throw notCounted(`wrote copy ${other}, which does not read back`);
+    }
+    try {
+      await this.hook(this.step(current, `${label}:copy-${current}`), () =>
+        this.writeCopy(current, record, true),
+      );
+    } catch (err) {
+      // Copy 1 holding the change loses a tie to copy 0 without it; the
+      // reading below decides whether the change counts.
+      log.warn(
+        { backend: this.kind, label, copy: current, err: messageOf(err) },
+        'firmware write of the current copy failed',
+      );
+    }
+    const after = await this.readBoth();
+    if (!after.record || !sameRecord(after.record, record)) {
+      throw notCounted('wrote a change that the record does not show');
     }
   }
 

@@ -4,7 +4,8 @@
  * (real fw_setenv / fw_printenv over a redundant environment in two
  * files). A "boot" is playBoot, the bootloader's counting through the
  * backend's own reads and writes; a "power cut" is a boot with no
- * afterBoot before the next one.
+ * afterBoot before the next one. Damage to the record is in
+ * damaged-record.test.ts.
  *
  * Write failures are injected through the backend's StepHook: these tests
  * run as root, so a read-only file would not refuse a write, and a full
@@ -19,7 +20,7 @@ import { playBoot } from '../../../client/slots/boot.js';
 import type { Step, StepHook } from '../../../client/slots/bootloader.js';
 import { createBootloader } from '../../../client/slots/create.js';
 import { SlotError } from '../../../client/slots/errors.js';
-import { KINDS, damageCopy, makeRig, type Rig } from './rig.js';
+import { KINDS, makeRig, type Rig } from './rig.js';
 
 async function snapshot(rig: Rig): Promise<Buffer[]> {
   return Promise.all(rig.copies.map((c) => readFile(c.path)));
@@ -168,46 +169,6 @@ for (const kind of KINDS) {
         const result = await playBoot(createBootloader(rig.config, hook));
         assert.equal(result.slot, 'a');
         assert.equal(result.event, 'try-not-recorded');
-      });
-    });
-
-    describe('a damaged boot record', () => {
-      for (const index of [0, 1] as const) {
-        it(`is read from the other copy when copy ${index} is damaged, then repaired`, async () => {
-          const installer = rig.installer();
-          await installer.install(rig.imagePath, rig.deployment);
-          const armed = await record(rig);
-          await damageCopy(rig, index);
-          const read = await rig.bootloader.read();
-          assert.deepEqual(read.record, armed);
-          assert.match(read.fault ?? '', new RegExp(`copy ${index}`));
-          assert.equal(await rig.boot(), 'b');
-          const after = await installer.afterBoot(healthy);
-          assert.equal(after.outcome, 'trial-passed-committed');
-          const repaired = await rig.bootloader.read();
-          assert.equal(repaired.fault, undefined);
-          assert.equal(repaired.record?.good, 'b');
-        });
-      }
-
-      it('boots the last known-good slot when both copies are lost, reports it and rewrites the record', async () => {
-        const installer = rig.installer();
-        await installer.install(rig.imagePath, rig.deployment);
-        await rig.boot();
-        await installer.afterBoot(healthy);
-        await damageCopy(rig, 0);
-        await damageCopy(rig, 1);
-        // uboot's default environment names slot a; file and grub keep a
-        // hint of the last known-good slot beside the copies.
-        const expected = kind === 'uboot' ? 'a' : 'b';
-        assert.equal(await rig.boot(), expected);
-        const after = await installer.afterBoot(healthy);
-        assert.equal(after.outcome, 'no-trial');
-        assert.match(after.fault ?? '', /copy 0 unreadable.*copy 1 unreadable/);
-        const read = await rig.bootloader.read();
-        assert.equal(read.fault, undefined);
-        assert.equal(read.record?.good, expected);
-        assert.equal(await rig.boot(), expected);
       });
     });
 
