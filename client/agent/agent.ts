@@ -345,9 +345,17 @@ export class Agent {
   }
 
   /** Runs one cycle; never throws for a refusal, only for local faults. */
-  async runOnce(): Promise<CycleOutcome> {
+  async runOnce(options: { install?: boolean } = {}): Promise<CycleOutcome> {
+    const install = options.install ?? true;
     const { deployment } = await this.#o.state.read();
     if (deployment?.phase === 'installing') {
+      if (!install) {
+        return {
+          outcome: 'pending',
+          deploymentId: deployment.id,
+          phase: 'installing',
+        };
+      }
       return this.#install(deployment);
     }
     if (
@@ -484,7 +492,34 @@ export class Agent {
       'installing',
       this.#now,
     );
+    if (!install) {
+      // A separate, privileged step takes it from here (installPending).
+      return {
+        outcome: 'pending',
+        deploymentId: current.id,
+        phase: 'installing',
+      };
+    }
     return this.#install(installing);
+  }
+
+  /**
+   * Installs the deployment a download-only cycle left in `installing`,
+   * and nothing else: no network, no metadata. The installer checks the
+   * image against the recorded hashes again before writing a byte, so
+   * this step trusts nothing the unprivileged one wrote but the record.
+   */
+  async installPending(): Promise<CycleOutcome> {
+    const { deployment } = await this.#o.state.read();
+    if (deployment?.phase !== 'installing') {
+      return {
+        outcome: 'up-to-date',
+        reason: deployment
+          ? `deployment ${deployment.id} is ${deployment.phase}, not waiting to install`
+          : 'no deployment is waiting to install',
+      };
+    }
+    return this.#install(deployment);
   }
 
   async #install(deployment: Deployment): Promise<CycleOutcome> {

@@ -123,11 +123,17 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
   program
     .command('check')
     .description('run one update cycle: refresh, decide, download, install')
-    .action(async (_flags: unknown, cmd: Command) => {
+    .option(
+      '--download-only',
+      'stop once the image is verified; `install` (run with the rights to write slots) goes on',
+    )
+    .action(async (flags: { downloadOnly?: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<Globals>();
       const device = await openDevice(await loadConfig(g.config));
       try {
-        const result = await device.agent.runOnce();
+        const result = await device.agent.runOnce({
+          install: !flags.downloadOnly,
+        });
         const words =
           result.outcome === 'installed'
             ? `installed, deployment ${result.deploymentId}: ${result.phase}`
@@ -171,6 +177,27 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
         if (ended === 'reboot') setCode(4);
       },
     );
+
+  program
+    .command('install')
+    .description(
+      'install the deployment a `check --download-only` left verified; no network',
+    )
+    .action(async (_flags: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<Globals>();
+      const device = await openDevice(await loadConfig(g.config));
+      try {
+        const result = await device.agent.installPending();
+        const words =
+          result.outcome === 'installed'
+            ? `installed, deployment ${result.deploymentId}: ${result.phase}`
+            : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
+        print(io, g.json, result, words);
+        if (result.outcome === 'refused') setCode(1);
+      } finally {
+        await device.close();
+      }
+    });
 
   program
     .command('after-boot')

@@ -7,7 +7,7 @@
  * deployment (not a success), and the device does not take it again.
  */
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../client/cli/main.js';
 import { publish } from '../../src/repository/publish.js';
@@ -193,5 +193,44 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
     );
     const again = await device('check');
     assert.match(again.out, /up-to-date/, 'the same target is not taken again');
+  });
+
+  it('splits the network step from the slot step, which checks the image again', async () => {
+    await writeFile(join(home, 'healthy'), 'yes');
+    await releaseImage(t, '1.3.0', Buffer.alloc(80_000, 0x13));
+    await served(t, server);
+    const slotA = await readFile(join(home, 'slot-a'));
+    const fetched = await device('check', '--download-only');
+    assert.equal(fetched.code, 0, fetched.out + fetched.err);
+    assert.match(fetched.out, /is installing/);
+    assert.ok((await readFile(join(home, 'slot-a'))).equals(slotA));
+    // What the unprivileged step left is not trusted: one flipped byte.
+    const images = join(home, 'state', 'images');
+    const [name] = await readdir(images);
+    const bytes = await readFile(join(images, name));
+    bytes[500] ^= 1;
+    await writeFile(join(images, name), bytes);
+    const refused = await device('install');
+    assert.equal(refused.code, 1, refused.out);
+    assert.match(refused.out, /refused/);
+    assert.ok(
+      (await readFile(join(home, 'slot-a'))).equals(slotA),
+      'the slot is untouched',
+    );
+
+    const good = Buffer.alloc(70_000, 0x14);
+    await releaseImage(t, '1.3.1', good);
+    await served(t, server);
+    assert.match((await device('check', '--download-only')).out, /installing/);
+    const installed = await device('install');
+    assert.equal(installed.code, 0, installed.out + installed.err);
+    assert.match(installed.out, /awaiting-reboot/);
+    assert.ok(
+      (await readFile(join(home, 'slot-a')))
+        .subarray(0, good.length)
+        .equals(good),
+    );
+    assert.match((await device('boot')).out, /booted slot a/);
+    assert.match((await device('after-boot')).out, /trial-passed-committed/);
   });
 });
