@@ -6,77 +6,25 @@
  * knows what it was doing and reports it under the same id.
  *
  * Writes follow the repository side's rule (`src/repository/atomic.ts`,
- * which a device may not import): a temporary file in the same folder,
- * fsync, rename, folder fsync, so the file holds the old record or the new
- * one, never a mix. One agent process owns the file.
+ * which a device may not import) through `writeFileDurable`: a temporary
+ * file in the same folder, fsync, rename, folder fsync, so the file holds
+ * the old record or the new one, never a mix. One agent process owns it.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
-import {
-  open,
-  readFile,
-  readdir,
-  rename,
-  unlink,
-  type FileHandle,
-} from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
+import { removeStaleTemps, writeFileDurable } from '../slots/durable.js';
 
 const log = logger.child({ module: 'client/agent/state' });
 
-const TEMP_PREFIX = '.tmp-';
-
-/** Makes renames and new names in `dir` durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Replaces `path` with `data` so that after a crash it holds either the
- * old bytes or the new ones. Temporary names are `.tmp-<name>.<hex>`.
- */
-export async function writeFileDurable(
-  path: string,
-  data: string | Buffer,
-): Promise<void> {
-  const temp = join(
-    dirname(path),
-    `${TEMP_PREFIX}${basename(path)}.${randomBytes(6).toString('hex')}`,
-  );
-  let handle: FileHandle | undefined = await open(temp, 'wx', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(temp, path);
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
-    throw err;
-  }
-  await fsyncDir(dirname(path));
-}
-
-/**
- * Removes temporary files a cut `writeFileDurable(path)` left behind. Only
- * for a file one process owns: another writer's temporary file would go.
- */
-export async function removeStaleTemps(path: string): Promise<void> {
-  const prefix = `${TEMP_PREFIX}${basename(path)}.`;
-  const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  for (const name of names.filter((n) => n.startsWith(prefix))) {
-    log.info({ file: name }, 'removing a temporary file left by a crash');
-    await unlink(join(dirname(path), name)).catch(() => undefined);
-  }
-}
+// One durable write for the device: the slot installer's, which imports
+// nothing of the agent (client/slots must not break when the agent does).
+export {
+  fsyncDir,
+  removeStaleTemps,
+  writeFileDurable,
+} from '../slots/durable.js';
 
 /**
  * Where a deployment is. Idle is no deployment at all; `committed`,

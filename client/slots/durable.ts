@@ -1,9 +1,9 @@
 /**
  * Durable small-file writes for the slot installer's own file (the trial
  * note): temporary file, fsync, rename, folder fsync, so the file holds
- * the old bytes or the new. It repeats `writeFileDurable` of
- * `client/agent/state.ts` because `client/slots/` may import nothing of
- * the project: the installer must not break when the agent changes.
+ * the old bytes or the new. The agent's files use it too (through
+ * `client/agent/state.ts`); it lives here because `client/slots/` may
+ * import nothing of the project, and the agent may import the slots.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';

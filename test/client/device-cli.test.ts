@@ -23,7 +23,11 @@ import {
   tempDir,
   type TestRepo,
 } from '../helpers/fixtures.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import {
+  startTestServer,
+  waitUntilServed,
+  type TestServer,
+} from '../helpers/server.js';
 
 const DEVICE_BIN = fileURLToPath(
   new URL('../../dist/client/cli/bin.js', import.meta.url),
@@ -46,17 +50,6 @@ async function releaseImage(
   } finally {
     await repo.close();
   }
-}
-
-/** Waits until `server` serves the repository's newest timestamp. */
-async function served(t: TestRepo, server: TestServer): Promise<void> {
-  const want = await readFile(join(t.dir, 'metadata', 'timestamp.json'));
-  for (let i = 0; i < 100; i++) {
-    const got = await fetch(`${server.url}/metadata/timestamp.json`);
-    if (Buffer.from(await got.arrayBuffer()).equals(want)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server never picked up the publish');
 }
 
 async function device(
@@ -190,7 +183,7 @@ describe('tufota-device', () => {
       version: '1.2.0',
       hardware: ['board-a'],
     });
-    await served(t, server);
+    await waitUntilServed(t, server);
     const deferred = await device([
       '--config',
       config,
@@ -214,7 +207,7 @@ describe('tufota-device', () => {
       hardware: ['board-a'],
       critical: true,
     });
-    await served(t, server);
+    await waitUntilServed(t, server);
     const critical = await device([
       '--config',
       config,

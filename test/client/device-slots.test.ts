@@ -18,7 +18,11 @@ import {
   tempDir,
   type TestRepo,
 } from '../helpers/fixtures.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import {
+  startTestServer,
+  waitUntilServed,
+  type TestServer,
+} from '../helpers/server.js';
 
 const SLOT_BYTES = 256 * 1024;
 
@@ -42,16 +46,6 @@ async function releaseImage(
   } finally {
     await repo.close();
   }
-}
-
-async function served(t: TestRepo, server: TestServer): Promise<void> {
-  const want = await readFile(join(t.dir, 'metadata', 'timestamp.json'));
-  for (let i = 0; i < 100; i++) {
-    const got = await fetch(`${server.url}/metadata/timestamp.json`);
-    if (Buffer.from(await got.arrayBuffer()).equals(want)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server never picked up the publish');
 }
 
 describe('tufota-device with A/B slots (file bootloader)', () => {
@@ -141,7 +135,7 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
   it('installs into slot b, boots it on trial, and commits it once healthy', async () => {
     const image = Buffer.alloc(100_000, 0x11);
     await releaseImage(t, '1.1.0', image);
-    await served(t, server);
+    await waitUntilServed(t, server);
     const checked = await device('check');
     assert.equal(checked.code, 0, checked.out + checked.err);
     assert.match(checked.out, /awaiting-reboot/);
@@ -169,7 +163,7 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
 
   it('falls back from a release that fails its health check and reports it rolled back', async () => {
     await releaseImage(t, '1.2.0', Buffer.alloc(90_000, 0x12));
-    await served(t, server);
+    await waitUntilServed(t, server);
     const checked = await device('check');
     assert.match(checked.out, /awaiting-reboot/, checked.out + checked.err);
     await rm(join(home, 'healthy'));
@@ -198,7 +192,7 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
   it('splits the network step from the slot step, which checks the image again', async () => {
     await writeFile(join(home, 'healthy'), 'yes');
     await releaseImage(t, '1.3.0', Buffer.alloc(80_000, 0x13));
-    await served(t, server);
+    await waitUntilServed(t, server);
     const slotA = await readFile(join(home, 'slot-a'));
     const fetched = await device('check', '--download-only');
     assert.equal(fetched.code, 0, fetched.out + fetched.err);
@@ -220,7 +214,7 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
 
     const good = Buffer.alloc(70_000, 0x14);
     await releaseImage(t, '1.3.1', good);
-    await served(t, server);
+    await waitUntilServed(t, server);
     assert.match((await device('check', '--download-only')).out, /installing/);
     const installed = await device('install');
     assert.equal(installed.code, 0, installed.out + installed.err);

@@ -3,7 +3,9 @@
  * its own state file, and tokens made the way `tufota token create` makes
  * them.
  */
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { Keyring } from '../../src/keys/keyring.js';
 import { FixedPassphrase } from '../../src/keys/passphrase.js';
 import {
@@ -98,4 +100,18 @@ export function httpRequest(
 /** The JSON body of an answer. */
 export function jsonOf(answer: Answer): Record<string, unknown> {
   return JSON.parse(answer.body.toString('utf8')) as Record<string, unknown>;
+}
+
+/** Waits until `server` serves the repository's newest timestamp. */
+export async function waitUntilServed(
+  repo: TestRepo,
+  server: { url: string },
+): Promise<void> {
+  const want = await readFile(join(repo.dir, 'metadata', 'timestamp.json'));
+  for (let i = 0; i < 100; i++) {
+    const got = await fetch(`${server.url}/metadata/timestamp.json`);
+    if (Buffer.from(await got.arrayBuffer()).equals(want)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the server never picked up the publish');
 }
