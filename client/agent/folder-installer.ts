@@ -9,11 +9,10 @@
  * reports can run end to end on any machine. The slot installer replaces
  * it behind the same `Installer` interface.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
+import { checkBytes } from '../slots/slot-image.js';
 import type { Installer } from './agent.js';
 import type { Deployment } from './state.js';
 import { fsyncDir } from './state.js';
@@ -21,32 +20,12 @@ import { fsyncDir } from './state.js';
 const VERSION = /^[0-9A-Za-z.+-]{1,64}$/;
 
 /** Length and every listed hash of the file at `path`, or what differs. */
-export async function checkImage(
+export function checkImage(
   path: string,
   length: number,
   hashes: Readonly<Record<string, string>>,
 ): Promise<string | undefined> {
-  const algorithms = Object.keys(hashes).filter((a) =>
-    ['sha256', 'sha512'].includes(a),
-  );
-  if (algorithms.length === 0) return 'no sha256 or sha512 hash is listed';
-  const digests = algorithms.map((a) => createHash(a));
-  let size = 0;
-  for await (const chunk of createReadStream(path, {
-    highWaterMark: 1024 * 1024,
-  })) {
-    const bytes = chunk as Buffer;
-    size += bytes.length;
-    if (size > length) return `longer than its ${length} bytes`;
-    for (const d of digests) d.update(bytes);
-  }
-  if (size !== length) return `${size} bytes, not ${length}`;
-  for (const [i, a] of algorithms.entries()) {
-    const actual = digests[i].digest('hex');
-    const expected = hashes[a].toLowerCase();
-    if (actual !== expected) return `${a} is ${actual}, not ${expected}`;
-  }
-  return undefined;
+  return checkBytes(path, length, hashes, true);
 }
 
 export class FolderInstaller implements Installer {

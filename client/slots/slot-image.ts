@@ -75,7 +75,9 @@ export async function checkBytes(
   if (size !== length) return `${size} bytes, not ${length}`;
   for (const [i, a] of algorithms.entries()) {
     const actual = digests[i].digest('hex');
-    if (actual !== hashes[a]) return `${a} is ${actual}, not ${hashes[a]}`;
+    // Hex is case-blind; the metadata may list either case.
+    const expected = hashes[a].toLowerCase();
+    if (actual !== expected) return `${a} is ${actual}, not ${expected}`;
   }
   return undefined;
 }
