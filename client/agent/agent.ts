@@ -117,6 +117,8 @@ export interface AgentOptions {
   /** Where releases live in the repository. Default `images/`. */
   prefix?: string;
   now?: () => Date;
+  /** Told of download progress as it happens (bytes so far, of total). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export type CycleOutcome =
@@ -462,7 +464,10 @@ export class Agent {
     try {
       await downloadTarget({
         ...this.#o.download,
-        onProgress: (done, total) => progress.update(done, total),
+        onProgress: (done, total) => {
+          progress.update(done, total);
+          this.#o.onProgress?.(done, total);
+        },
         target,
         targetBaseUrl: this.#o.targetBaseUrl,
         stateDir: this.#o.stateDir,

@@ -23,7 +23,7 @@ export interface DeviceConfig {
   allowHttp: boolean;
   hardware: string;
   channel: string;
-  /** The running version, or a file holding it (one line). */
+  /** The running version, or a file holding it (one line, or os-release). */
   version?: string;
   versionFile?: string;
   /** When the running software was built; an earlier clock is absurd. */
@@ -321,11 +321,29 @@ function slotsFrom(file: string, base: string, value: unknown): SlotsConfig {
 }
 
 /** The running version, from the config or its version file. */
+/**
+ * The running version: `version` as given, or read from `versionFile`,
+ * which may hold the version alone on one line or be an os-release file
+ * (its `VERSION_ID`), so a device can point at the /etc/os-release of the
+ * root filesystem it booted.
+ */
 export async function runningVersion(config: DeviceConfig): Promise<string> {
   if (config.version) return config.version;
-  const value = (await readFile(config.versionFile!, 'utf8')).trim();
+  const file = config.versionFile!;
+  const text = await readFile(file, 'utf8');
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 1 && !lines[0].includes('=')) return lines[0].trim();
+  const id = lines
+    .map((l) => /^VERSION_ID=(?:"([^"]*)"|'([^']*)'|(\S*))\s*$/.exec(l.trim()))
+    .find((m) => m !== null);
+  const value = id ? (id[1] ?? id[2] ?? id[3]).trim() : '';
   if (!value) {
-    throw new ClientError('CONFIG', `${config.versionFile} is empty`);
+    throw new ClientError(
+      'CONFIG',
+      lines.length === 0
+        ? `${file} is empty`
+        : `${file} holds neither a version on one line nor a VERSION_ID=`,
+    );
   }
   return value;
 }

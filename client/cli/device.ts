@@ -54,7 +54,10 @@ const REPORT_FLUSH_MS = 5000;
 
 const log = logger.child({ module: 'client/device' });
 
-export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
+export async function openDevice(
+  config: DeviceConfig,
+  options: { onProgress?: (done: number, total: number) => void } = {},
+): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
@@ -125,6 +128,7 @@ export async function openDevice(config: DeviceConfig): Promise<OpenDevice> {
       deferrals,
       events: reporter,
       download: { ca, allowHttp: config.allowHttp },
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     const close = async () => {
       if (reporter) {

@@ -15,6 +15,7 @@ import { loadConfig } from './config.js';
 import { playBoot } from '../slots/boot.js';
 import { createBootloader } from '../slots/create.js';
 import { openDevice, readStatus } from './device.js';
+import { progressView } from './progress.js';
 import { runService } from './service.js';
 
 export interface DeviceIO {
@@ -127,28 +128,43 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
       '--download-only',
       'stop once the image is verified; `install` (run with the rights to write slots) goes on',
     )
-    .action(async (flags: { downloadOnly?: boolean }, cmd: Command) => {
-      const g = cmd.optsWithGlobals<Globals>();
-      const device = await openDevice(await loadConfig(g.config));
-      try {
-        const result = await device.agent.runOnce({
-          install: !flags.downloadOnly,
-        });
-        const words =
-          result.outcome === 'installed'
-            ? `installed, deployment ${result.deploymentId}: ${result.phase}`
-            : result.outcome === 'pending'
-              ? `deployment ${result.deploymentId} is ${result.phase}`
-              : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
-        print(io, g.json, result, words);
-        if (result.outcome === 'refused') setCode(1);
-        if (result.outcome === 'waiting' || result.outcome === 'retry-later') {
-          setCode(3);
+    .option('--progress', 'show the download as it goes, on standard error')
+    .action(
+      async (
+        flags: { downloadOnly?: boolean; progress?: boolean },
+        cmd: Command,
+      ) => {
+        const g = cmd.optsWithGlobals<Globals>();
+        const view = flags.progress ? progressView(process.stderr) : undefined;
+        const device = await openDevice(
+          await loadConfig(g.config),
+          view ? { onProgress: (done, total) => view.update(done, total) } : {},
+        );
+        try {
+          const result = await device.agent.runOnce({
+            install: !flags.downloadOnly,
+          });
+          view?.stop();
+          const words =
+            result.outcome === 'installed'
+              ? `installed, deployment ${result.deploymentId}: ${result.phase}`
+              : result.outcome === 'pending'
+                ? `deployment ${result.deploymentId} is ${result.phase}`
+                : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
+          print(io, g.json, result, words);
+          if (result.outcome === 'refused') setCode(1);
+          if (
+            result.outcome === 'waiting' ||
+            result.outcome === 'retry-later'
+          ) {
+            setCode(3);
+          }
+        } finally {
+          view?.stop();
+          await device.close();
         }
-      } finally {
-        await device.close();
-      }
-    });
+      },
+    );
 
   program
     .command('run')

@@ -3,6 +3,11 @@
  * cycle at a time, then a wait of the interval spread by jitter, so a
  * fleet restarted together does not come back to the server together.
  *
+ * It ends with 'reboot' (the command's exit 4) when the device must boot
+ * another slot: a trial that failed, or an update installed and waiting
+ * for its trial boot. Rebooting is the unit's job (see
+ * docs/device-integration.md), so the agent needs no right to do it.
+ *
  * Stopping (SIGTERM, SIGINT) ends the wait at once and lets a running
  * cycle finish its step; every step is durable (the journal, the state
  * record, the part file), so a service killed outright resumes at its
@@ -63,6 +68,15 @@ export async function runService(
       try {
         const result = await device.agent.runOnce();
         io.out(`${new Date().toISOString()} ${JSON.stringify(result)}\n`);
+        // An image waiting in the inactive slot does nothing until the
+        // device boots it; the service leaves, and its unit reboots.
+        if (
+          (result.outcome === 'installed' || result.outcome === 'pending') &&
+          result.phase === 'awaiting-reboot'
+        ) {
+          io.out('reboot required: an update waits in the inactive slot\n');
+          return 'reboot';
+        }
       } catch (err) {
         // A local fault (disk, state file) is logged and retried next
         // time; the service does not die of it.

@@ -7,8 +7,10 @@
  * deployment (not a success), and the device does not take it again.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run } from '../../client/cli/main.js';
 import { publish } from '../../src/repository/publish.js';
 import { addDevice } from '../../src/server/devices.js';
@@ -25,6 +27,9 @@ import {
 } from '../helpers/server.js';
 
 const SLOT_BYTES = 256 * 1024;
+const DEVICE_BIN = fileURLToPath(
+  new URL('../../dist/client/cli/bin.js', import.meta.url),
+);
 
 async function releaseImage(
   t: TestRepo,
@@ -225,6 +230,32 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
         .equals(good),
     );
     assert.match((await device('boot')).out, /booted slot a/);
+    assert.match((await device('after-boot')).out, /trial-passed-committed/);
+  });
+  it('runs as a service that leaves with exit 4 once an update waits for its boot', async function () {
+    this.timeout(30_000);
+    const image = Buffer.alloc(60_000, 0x15);
+    await releaseImage(t, '1.4.0', image);
+    await waitUntilServed(t, server);
+    const child = spawn(
+      process.execPath,
+      [DEVICE_BIN, '--config', config, 'run', '--interval', '1h'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number>((r) =>
+      child.on('close', (c) => r(c ?? -1)),
+    );
+    assert.equal(code, 4, out);
+    assert.match(out, /"phase":"awaiting-reboot"/);
+    assert.match(out, /reboot required: an update waits in the inactive slot/);
+    assert.ok(
+      (await readFile(join(home, 'slot-b')))
+        .subarray(0, image.length)
+        .equals(image),
+    );
+    assert.match((await device('boot')).out, /booted slot b/);
     assert.match((await device('after-boot')).out, /trial-passed-committed/);
   });
 });
