@@ -1,0 +1,182 @@
+/**
+ * The demo's update server: `tufota serve` as its own process over HTTPS,
+ * holding only the online keys' passphrase, with its JSON log in a file;
+ * and the admin API called as a release engineer's script would, trusting
+ * only the repository's private CA.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { access, open, stat } from 'node:fs/promises';
+import { request } from 'node:https';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLIs; `npm install` builds them (its prepare step). */
+export const TUFOTA_BIN = fileURLToPath(
+  new URL('../dist/src/cli/bin.js', import.meta.url),
+);
+export const DEVICE_BIN = fileURLToPath(
+  new URL('../dist/client/cli/bin.js', import.meta.url),
+);
+
+export async function requireBuild(): Promise<void> {
+  for (const bin of [TUFOTA_BIN, DEVICE_BIN]) {
+    try {
+      await access(bin);
+    } catch {
+      throw new Error(
+        `${bin} is missing: run "npm install" (or "npm run build") first`,
+      );
+    }
+  }
+}
+
+export interface DemoServer {
+  url: string;
+  metadataUrl: string;
+  targetsUrl: string;
+  log: string;
+  stop(): Promise<void>;
+}
+
+export interface ServerFiles {
+  repo: string;
+  keys: string;
+  tls: string;
+  /** Holds the online keys' passphrase only. */
+  passphraseFile: string;
+  log: string;
+}
+
+const START_TIMEOUT_MS = 30_000;
+
+/** Starts `tufota serve` on a free port of 127.0.0.1; resolves once it listens. */
+export async function startServer(files: ServerFiles): Promise<DemoServer> {
+  const logFile = await open(files.log, 'a', 0o600);
+  let child: ChildProcess;
+  try {
+    child = spawn(
+      process.execPath,
+      [
+        TUFOTA_BIN,
+        '--dir',
+        files.repo,
+        '--keys',
+        files.keys,
+        '--passphrase-file',
+        files.passphraseFile,
+        '--json',
+        'serve',
+        '--tls-dir',
+        files.tls,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+      ],
+      {
+        env: { ...process.env, TUFOTA_LOG: 'info' },
+        stdio: ['ignore', 'pipe', logFile.fd],
+      },
+    );
+  } finally {
+    // The child holds its own copy of the descriptor.
+    await logFile.close();
+  }
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('close', (code) => resolve(code)),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`tufota serve did not start in time; see ${files.log}`));
+    }, START_TIMEOUT_MS);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const end = out.indexOf('}');
+      if (end < 0) return;
+      clearTimeout(timer);
+      try {
+        resolve((JSON.parse(out.slice(0, end + 1)) as { url: string }).url);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`tufota serve exited with ${code}; see ${files.log}`));
+    });
+  });
+  return {
+    url,
+    metadataUrl: `${url}/metadata`,
+    targetsUrl: `${url}/targets`,
+    log: files.log,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+      }
+      await exited;
+    },
+  };
+}
+
+export interface ApiAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * One call of the admin API over HTTPS, trusting `ca` alone. A file body
+ * is streamed, as an upload of a large image must be.
+ */
+export async function callApi(
+  url: string,
+  options: {
+    ca: string;
+    token: string;
+    method?: string;
+    json?: unknown;
+    file?: string;
+  },
+): Promise<ApiAnswer> {
+  const headers: Record<string, string | number> = {
+    Authorization: `Bearer ${options.token}`,
+  };
+  if (options.json !== undefined) headers['Content-Type'] = 'application/json';
+  if (options.file !== undefined) {
+    headers['Content-Type'] = 'application/octet-stream';
+    headers['Content-Length'] = (await stat(options.file)).size;
+  }
+  return new Promise<ApiAnswer>((resolve, reject) => {
+    const req = request(
+      url,
+      { method: options.method ?? 'GET', headers, ca: options.ca },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // not JSON: kept as text for the message
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (options.file !== undefined) {
+      const source = createReadStream(options.file);
+      source.on('error', (err) => req.destroy(err));
+      source.pipe(req);
+    } else {
+      req.end(
+        options.json === undefined ? undefined : JSON.stringify(options.json),
+      );
+    }
+  });
+}
