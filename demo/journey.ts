@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/cli/main.js';
 import type { CliIO } from '../src/cli/context.js';
@@ -141,6 +141,15 @@ export async function runJourney(
   };
 
   await mkdir(base, { recursive: true });
+  // The journey writes keys, passphrases and slot files by fixed names:
+  // a folder that already holds something is never written into.
+  const present = await readdir(base);
+  if (present.length > 0) {
+    throw new Error(
+      `${base} is not empty (${present.slice(0, 3).join(', ')}` +
+        `${present.length > 3 ? ', ...' : ''}); give a new or empty folder`,
+    );
+  }
   await mkdir(paths.images, { recursive: true });
   // Generated passphrases in files are a demo convenience only: real
   // offline keys are sealed with passphrases their holders type.

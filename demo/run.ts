@@ -25,6 +25,10 @@ if (!BOOTLOADERS.includes(bootloader)) {
 }
 const base = out ? resolve(out) : await mkdtemp(join(tmpdir(), 'tufota-demo-'));
 
+if (out === undefined && process.argv.includes('--out')) {
+  process.stderr.write('--out needs a folder\n');
+  process.exit(2);
+}
 const started = Date.now();
 process.stdout.write(`tufota demo in ${base}\n\n`);
 const result = await runJourney({
@@ -39,6 +43,11 @@ const result = await runJourney({
     }
     process.stdout.write('\n');
   },
+}).catch((err: unknown) => {
+  process.stderr.write(
+    `demo: ${err instanceof Error ? err.message : String(err)}\n`,
+  );
+  process.exit(2);
 });
 
 const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BOOTLOADERS } from '../../demo/device.js';
 import { runJourney, STEP_COUNT } from '../../demo/journey.js';
@@ -24,6 +24,17 @@ describe('the demo journey, end to end', function () {
   this.timeout(120_000);
   before(requireBuild);
   after(cleanupTempDirs);
+
+  it('never writes into a folder that already holds something', async () => {
+    const base = await tempDir('tufota-journey-used-');
+    await writeFile(join(base, 'notes.txt'), 'mine');
+    await assert.rejects(
+      runJourney({ base }),
+      /is not empty \(notes\.txt\); give a new or empty folder/,
+    );
+    assert.deepEqual(await readdir(base), ['notes.txt']);
+    assert.equal(await readFile(join(base, 'notes.txt'), 'utf8'), 'mine');
+  });
 
   for (const bootloader of BOOTLOADERS) {
     it(`passes every step on the ${bootloader} bootloader, with the outcome on the server and in the slots`, async () => {
