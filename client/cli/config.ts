@@ -50,6 +50,12 @@ export interface SlotsConfig {
   bootloader: BootloaderConfig;
   /** Where the running slot is read (`tufota.slot=`). Default /proc/cmdline. */
   cmdline?: string;
+  /**
+   * Where the slot installer keeps its notes; default `STATE/slots`. When
+   * root installs for an unprivileged network step, a folder root owns
+   * outside the state folder (see privilege.ts).
+   */
+  stateDir?: string;
   tries?: number;
   healthCheck?: { command: [string, ...string[]]; timeoutMs?: number };
 }
@@ -231,7 +237,15 @@ function slotsFrom(file: string, base: string, value: unknown): SlotsConfig {
     throw fail('must be an object');
   }
   const v = value as Record<string, unknown>;
-  const allowed = ['a', 'b', 'bootloader', 'cmdline', 'tries', 'healthCheck'];
+  const allowed = [
+    'a',
+    'b',
+    'bootloader',
+    'cmdline',
+    'stateDir',
+    'tries',
+    'healthCheck',
+  ];
   for (const key of Object.keys(v)) {
     if (!allowed.includes(key)) throw fail(`"${key}" is not a known setting`);
   }
@@ -315,6 +329,9 @@ function slotsFrom(file: string, base: string, value: unknown): SlotsConfig {
     b: at(v.b, '"b"'),
     bootloader,
     ...(v.cmdline !== undefined ? { cmdline: at(v.cmdline, '"cmdline"') } : {}),
+    ...(v.stateDir !== undefined
+      ? { stateDir: at(v.stateDir, '"stateDir"') }
+      : {}),
     ...(tries !== undefined ? { tries: tries as number } : {}),
     ...(healthCheck ? { healthCheck } : {}),
   };

@@ -19,6 +19,7 @@ import { logger } from '../log.js';
 import { PinnedFetcher } from '../update/pinned-fetcher.js';
 import { createUpdater } from '../update/updater.js';
 import { runningVersion, type DeviceConfig } from './config.js';
+import { privilegeFor, type Privilege } from './privilege.js';
 import { lockStateDir } from './state-lock.js';
 
 export interface OpenDevice {
@@ -30,22 +31,35 @@ export interface OpenDevice {
   close(): Promise<void>;
 }
 
-/** The A/B slot installer when slots are configured, else the stand-in. */
-export function installerFor(config: DeviceConfig): Installer {
+/** The slot installer's own folder. */
+function slotsStateDir(config: DeviceConfig): string | undefined {
+  if (!config.slots) return undefined;
+  return config.slots.stateDir ?? join(config.stateDir, 'slots');
+}
+
+/**
+ * The A/B slot installer when slots are configured, else the stand-in.
+ * Its calls run with root's rights when this process dropped them.
+ */
+export function installerFor(
+  config: DeviceConfig,
+  privilege: Privilege = { dropped: false, asRoot: (fn) => fn() },
+): Installer {
   const slots = config.slots;
   if (!slots) return new FolderInstaller(config.installDir!);
   const installer = new SlotInstaller({
     bootloader: createBootloader(slots.bootloader),
     slots: { a: slots.a, b: slots.b },
-    stateDir: join(config.stateDir, 'slots'),
+    stateDir: slotsStateDir(config)!,
     running: () => slotFromCmdline(slots.cmdline),
     ...(slots.tries !== undefined ? { tries: slots.tries } : {}),
     ...(slots.healthCheck ? { healthCheck: slots.healthCheck } : {}),
   });
   return {
-    install: (image, deployment) => installer.install(image, deployment),
-    afterBoot: () => installer.afterBoot(),
-    acknowledge: (id) => installer.acknowledge(id),
+    install: (image, deployment) =>
+      privilege.asRoot(() => installer.install(image, deployment)),
+    afterBoot: () => privilege.asRoot(() => installer.afterBoot()),
+    acknowledge: (id) => privilege.asRoot(() => installer.acknowledge(id)),
   };
 }
 
@@ -60,12 +74,11 @@ export async function openDevice(
 ): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
+  const slotsDir = slotsStateDir(config);
+  const privilege = await privilegeFor(config.stateDir, slotsDir);
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  if (config.slots) {
-    await mkdir(join(config.stateDir, 'slots'), {
-      recursive: true,
-      mode: 0o700,
-    });
+  if (slotsDir && !privilege.dropped) {
+    await mkdir(slotsDir, { recursive: true, mode: 0o700 });
   }
   const unlock = await lockStateDir(config.stateDir);
   let journal: Journal;
@@ -89,7 +102,9 @@ export async function openDevice(
         ca,
         allowHttp: config.allowHttp,
       });
-      reporter.start();
+      // Root acting for an unprivileged owner never talks to the network:
+      // its events wait in the outbox for the owner's next command.
+      if (!privilege.dropped) reporter.start();
     }
     const state = await DeviceState.open(join(config.stateDir, 'state.json'));
     const deferrals = new DeferralStore(
@@ -122,7 +137,7 @@ export async function openDevice(
       },
       buildDate: new Date(config.buildDate),
       preconditions,
-      installer: installerFor(config),
+      installer: installerFor(config, privilege),
       journal,
       state,
       deferrals,
@@ -134,11 +149,13 @@ export async function openDevice(
       if (reporter) {
         // One try to deliver before a one-shot command exits; what is
         // left stays in the outbox for the next command or the service.
-        await reporter
-          .flush(REPORT_FLUSH_MS)
-          .catch((err: unknown) =>
-            log.warn({ err }, 'events left in the outbox for later'),
-          );
+        if (!privilege.dropped) {
+          await reporter
+            .flush(REPORT_FLUSH_MS)
+            .catch((err: unknown) =>
+              log.warn({ err }, 'events left in the outbox for later'),
+            );
+        }
         await reporter.close();
       }
       await journal.close();

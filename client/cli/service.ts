@@ -9,9 +9,9 @@
  * docs/device-integration.md), so the agent needs no right to do it.
  *
  * Stopping (SIGTERM, SIGINT) ends the wait at once and lets a running
- * cycle finish its step; every step is durable (the journal, the state
- * record, the part file), so a service killed outright resumes at its
- * next start exactly as after a power cut.
+ * cycle finish, a long download included; every step is durable (the
+ * journal, the state record, the part file), so a service killed outright
+ * resumes at its next start exactly as after a power cut.
  */
 import { logger } from '../log.js';
 import type { DeviceConfig } from './config.js';

@@ -2,8 +2,9 @@
  * One agent per state folder. Two processes on one folder would number
  * journal and outbox entries from their own memory (so the server would
  * take one event for another's duplicate and drop it) and rename each
- * other's part files. `check`, `run` (for each cycle), `defer` and
- * `journal` take this lock; `status` only reads and does not.
+ * other's part files. Every command that opens the folder through
+ * `openDevice` takes this lock (`check`, `run` for each cycle, `install`,
+ * `after-boot`, `defer`, `journal`); `status` only reads and does not.
  *
  * The lock file is created whole with O_EXCL and names its pid. A lock
  * whose pid is gone was left by a crash or a power cut and is taken over.

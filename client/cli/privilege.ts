@@ -1,0 +1,106 @@
+/**
+ * Least privilege on a device: the network step (`check --download-only`,
+ * `status`, `defer`, `journal`) runs as an unprivileged user who owns the
+ * state folder; the steps that write slots and the boot record (`install`,
+ * `after-boot`) run as root. Root then does everything in the state folder
+ * as that folder's owner (effective uid and gid switched), so every file it
+ * makes there stays the owner's and a link planted there gains nothing
+ * root could not be asked for anyway; it takes root back only around the
+ * slot installer's own calls, whose notes live in a folder root owns
+ * (`slots.stateDir`, outside the state folder).
+ *
+ * A process running as root on a state folder root owns, or as any other
+ * user, changes nothing: one user for every step still works.
+ */
+import { lstat, mkdir } from 'node:fs/promises';
+import { relative, isAbsolute } from 'node:path';
+import { ClientError } from '../errors.js';
+
+export interface Privilege {
+  /** True when this root process acts as the state folder's owner. */
+  readonly dropped: boolean;
+  /** Runs `fn` with root's rights back; as is when nothing was dropped. */
+  asRoot<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+const UNCHANGED: Privilege = {
+  dropped: false,
+  asRoot: (fn) => fn(),
+};
+
+let current: Privilege | undefined;
+
+function inside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/**
+ * Settles who this process is for `stateDir`: once per process, since the
+ * switch is process-wide. `slotsStateDir` is where the slot installer
+ * keeps its notes; split between two users it must lie outside the state
+ * folder and belong to root.
+ */
+export async function privilegeFor(
+  stateDir: string,
+  slotsStateDir: string | undefined,
+): Promise<Privilege> {
+  if (current) return current;
+  const euid = process.geteuid?.();
+  if (euid !== 0 || !process.seteuid || !process.setegid) {
+    current = UNCHANGED;
+    return current;
+  }
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const folder = await lstat(stateDir);
+  if (folder.uid === 0) {
+    current = UNCHANGED;
+    return current;
+  }
+  if (!folder.isDirectory()) {
+    throw new ClientError('CONFIG', `${stateDir} is not a folder`);
+  }
+  if (!slotsStateDir || inside(stateDir, slotsStateDir)) {
+    throw new ClientError(
+      'CONFIG',
+      `running as root on ${stateDir}, which uid ${folder.uid} owns: set ` +
+        '"slots.stateDir" to a folder root owns, outside the state folder, ' +
+        'so the slot installer keeps no note where that user can write',
+    );
+  }
+  await mkdir(slotsStateDir, { recursive: true, mode: 0o700 });
+  const notes = await lstat(slotsStateDir);
+  if (!notes.isDirectory() || notes.uid !== 0 || (notes.mode & 0o022) !== 0) {
+    throw new ClientError(
+      'CONFIG',
+      `${slotsStateDir} must be a folder root owns that no one else may write`,
+    );
+  }
+  const groups = process.getgroups?.() ?? [0];
+  const { uid, gid } = folder;
+  const drop = () => {
+    process.setgroups?.([gid]);
+    process.setegid!(gid);
+    process.seteuid!(uid);
+  };
+  const raise = () => {
+    process.seteuid!(0);
+    process.setegid!(0);
+    process.setgroups?.(groups);
+  };
+  drop();
+  current = {
+    dropped: true,
+    async asRoot(fn) {
+      // Nothing else runs while root's rights are back: the agent waits
+      // on the installer, and a dropped process never starts the reporter.
+      raise();
+      try {
+        return await fn();
+      } finally {
+        drop();
+      }
+    },
+  };
+  return current;
+}
