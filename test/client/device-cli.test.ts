@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../client/cli/config.js';
 import { openDevice } from '../../client/cli/device.js';
 import { run } from '../../client/cli/main.js';
@@ -23,15 +22,12 @@ import {
   tempDir,
   type TestRepo,
 } from '../helpers/fixtures.js';
+import { DEVICE_BIN } from '../helpers/device.js';
 import {
   startTestServer,
   waitUntilServed,
   type TestServer,
 } from '../helpers/server.js';
-
-const DEVICE_BIN = fileURLToPath(
-  new URL('../../dist/client/cli/bin.js', import.meta.url),
-);
 
 async function releaseImage(
   t: TestRepo,

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { run } from '../../client/cli/main.js';
 import { publish } from '../../src/repository/publish.js';
 import { addDevice } from '../../src/server/devices.js';
@@ -20,6 +19,7 @@ import {
   tempDir,
   type TestRepo,
 } from '../helpers/fixtures.js';
+import { DEVICE_BIN, slotDeviceConfig } from '../helpers/device.js';
 import {
   startTestServer,
   waitUntilServed,
@@ -27,9 +27,6 @@ import {
 } from '../helpers/server.js';
 
 const SLOT_BYTES = 256 * 1024;
-const DEVICE_BIN = fileURLToPath(
-  new URL('../../dist/client/cli/bin.js', import.meta.url),
-);
 
 async function releaseImage(
   t: TestRepo,
@@ -98,31 +95,7 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
     config = join(home, 'device.json');
     await writeFile(
       config,
-      JSON.stringify({
-        stateDir: 'state',
-        metadataUrl: server.metadataUrl,
-        targetsUrl: server.targetsUrl,
-        allowHttp: true,
-        hardware: 'board-a',
-        channel: 'stable',
-        versionFile: 'version',
-        buildDate: '2026-01-01T00:00:00Z',
-        slots: {
-          a: 'slot-a',
-          b: 'slot-b',
-          bootloader: { kind: 'file', path: 'boot', fallback: 'a' },
-          cmdline: 'cmdline',
-          healthCheck: {
-            command: ['sh', '-c', `test -e ${join(home, 'healthy')}`],
-            timeoutMs: 5000,
-          },
-        },
-        report: {
-          url: server.url,
-          deviceId: 'unit-1',
-          credentialFile: 'credential',
-        },
-      }),
+      JSON.stringify(slotDeviceConfig(home, server, 'unit-1')),
     );
     const root = join(t.dir, 'metadata', '1.root.json');
     assert.equal((await device('init', '--root', root)).code, 0);

@@ -21,7 +21,6 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { publish } from '../../src/repository/publish.js';
 import { addDevice } from '../../src/server/devices.js';
 import { requireBuild } from '../helpers/cli.js';
@@ -31,15 +30,13 @@ import {
   tempDir,
   type TestRepo,
 } from '../helpers/fixtures.js';
+import { DEVICE_BIN, slotDeviceConfig } from '../helpers/device.js';
 import {
   startTestServer,
   waitUntilServed,
   type TestServer,
 } from '../helpers/server.js';
 
-const DEVICE_BIN = fileURLToPath(
-  new URL('../../dist/client/cli/bin.js', import.meta.url),
-);
 const NOBODY = { uid: 65534, gid: 65534 };
 const SLOT_BYTES = 256 * 1024;
 
@@ -117,32 +114,13 @@ describe('tufota-device split between an unprivileged network step and root', fu
     await chown(join(home, 'credential'), NOBODY.uid, NOBODY.gid);
     await mkdir(join(home, 'state'), { mode: 0o700 });
     await chown(join(home, 'state'), NOBODY.uid, NOBODY.gid);
-    const settings = (slotNotes: boolean) => ({
-      stateDir: 'state',
-      metadataUrl: server.metadataUrl,
-      targetsUrl: server.targetsUrl,
-      allowHttp: true,
-      hardware: 'board-a',
-      channel: 'stable',
-      versionFile: 'version',
-      buildDate: '2026-01-01T00:00:00Z',
-      slots: {
-        a: 'slot-a',
-        b: 'slot-b',
-        bootloader: { kind: 'file', path: 'boot', fallback: 'a' },
-        cmdline: 'cmdline',
-        ...(slotNotes ? { stateDir: 'slot-notes' } : {}),
-        healthCheck: {
-          command: ['sh', '-c', `test -e ${join(home, 'healthy')}`],
-          timeoutMs: 5000,
-        },
-      },
-      report: {
-        url: server.url,
-        deviceId: 'split-1',
-        credentialFile: 'credential',
-      },
-    });
+    const settings = (slotNotes: boolean) =>
+      slotDeviceConfig(
+        home,
+        server,
+        'split-1',
+        slotNotes ? { stateDir: 'slot-notes' } : {},
+      );
     config = join(home, 'device.json');
     await writeFile(config, JSON.stringify(settings(true)), { mode: 0o644 });
     await writeFile(
