@@ -119,6 +119,13 @@ export interface AgentOptions {
   now?: () => Date;
   /** Told of download progress as it happens (bytes so far, of total). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Checks a pending deployment against metadata verified again by the
+   * install step itself (reverify.ts), before `installPending` writes a
+   * byte. An `INTEGRITY` error refuses the deployment; any other error
+   * leaves it pending for a later try.
+   */
+  verifyPending?: (deployment: Deployment) => Promise<void>;
 }
 
 export type CycleOutcome =
@@ -456,7 +463,7 @@ export class Agent {
       reason: decision.reason,
     });
 
-    const image = join(this.#o.stateDir, 'images', `${current.id}.img`);
+    const image = this.#imagePath(current);
     const progress = new ProgressFile(
       join(this.#o.stateDir, PROGRESS_FILE),
       current.id,
@@ -510,9 +517,9 @@ export class Agent {
 
   /**
    * Installs the deployment a download-only cycle left in `installing`,
-   * and nothing else: no network, no metadata. The installer checks the
-   * image against the recorded hashes again before writing a byte, so
-   * this step trusts nothing the unprivileged one wrote but the record.
+   * and nothing else: no network. With `verifyPending` the record itself
+   * is checked against metadata this step verified again; the installer
+   * then checks the image against the record before writing a byte.
    */
   async installPending(): Promise<CycleOutcome> {
     const { deployment } = await this.#o.state.read();
@@ -524,28 +531,51 @@ export class Agent {
           : 'no deployment is waiting to install',
       };
     }
+    if (this.#o.verifyPending) {
+      try {
+        await this.#o.verifyPending(deployment);
+      } catch (err) {
+        if (err instanceof ClientError && err.code === 'INTEGRITY') {
+          return this.#installFailed(deployment, message(err));
+        }
+        return {
+          outcome: 'retry-later',
+          reason: `cannot verify the metadata again: ${message(err)}`,
+        };
+      }
+    }
     return this.#install(deployment);
   }
 
+  async #installFailed(
+    deployment: Deployment,
+    reason: string,
+  ): Promise<CycleOutcome> {
+    // Journaled and queued before the state moves on: a kill between
+    // the two repeats the step, never loses its report.
+    await this.#record('install-failed', { deployment, reason });
+    await this.#o.state.setDeployment({
+      ...deployment,
+      phase: 'failed',
+      failedStep: 'install',
+      updatedAt: this.#now.toISOString(),
+    });
+    await rm(this.#imagePath(deployment), { force: true });
+    return { outcome: 'refused', stage: 'install', reason };
+  }
+
+  #imagePath(deployment: Deployment): string {
+    return join(this.#o.stateDir, 'images', `${deployment.id}.img`);
+  }
+
   async #install(deployment: Deployment): Promise<CycleOutcome> {
-    const image = join(this.#o.stateDir, 'images', `${deployment.id}.img`);
+    const image = this.#imagePath(deployment);
     await this.#record('install-started', { deployment });
     let phase: 'awaiting-reboot' | 'committed';
     try {
       phase = await this.#o.installer.install(image, deployment);
     } catch (err) {
-      const reason = message(err);
-      // Journaled and queued before the state moves on: a kill between
-      // the two repeats the step, never loses its report.
-      await this.#record('install-failed', { deployment, reason });
-      await this.#o.state.setDeployment({
-        ...deployment,
-        phase: 'failed',
-        failedStep: 'install',
-        updatedAt: this.#now.toISOString(),
-      });
-      await rm(image, { force: true });
-      return { outcome: 'refused', stage: 'install', reason };
+      return this.#installFailed(deployment, message(err));
     }
     await this.#record('install-finished', { deployment });
     if (phase === 'committed') {

@@ -17,6 +17,7 @@ import { createBootloader } from '../slots/create.js';
 import { SlotInstaller } from '../slots/slot-installer.js';
 import { logger } from '../log.js';
 import { PinnedFetcher } from '../update/pinned-fetcher.js';
+import { checkCachedTarget } from '../update/reverify.js';
 import { createUpdater } from '../update/updater.js';
 import { runningVersion, type DeviceConfig } from './config.js';
 import { privilegeFor, type Privilege } from './privilege.js';
@@ -32,7 +33,7 @@ export interface OpenDevice {
 }
 
 /** The slot installer's own folder. */
-function slotsStateDir(config: DeviceConfig): string | undefined {
+export function slotsStateDir(config: DeviceConfig): string | undefined {
   if (!config.slots) return undefined;
   return config.slots.stateDir ?? join(config.stateDir, 'slots');
 }
@@ -70,7 +71,15 @@ const log = logger.child({ module: 'client/device' });
 
 export async function openDevice(
   config: DeviceConfig,
-  options: { onProgress?: (done: number, total: number) => void } = {},
+  options: {
+    onProgress?: (done: number, total: number) => void;
+    /**
+     * Check a pending deployment against metadata verified again from the
+     * install step's own root (`install`, which may run apart from the
+     * network step); needs slots.
+     */
+    reverify?: boolean;
+  } = {},
 ): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
@@ -124,6 +133,7 @@ export async function openDevice(
           metadataDir,
           metadataBaseUrl: config.metadataUrl,
           targetBaseUrl: config.targetsUrl,
+          rootArchive: join(metadataDir, 'roots'),
           fetcher: ca
             ? new PinnedFetcher({ ca, allowHttp: config.allowHttp })
             : undefined,
@@ -144,6 +154,20 @@ export async function openDevice(
       events: reporter,
       download: { ca, allowHttp: config.allowHttp },
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.reverify && slotsDir
+        ? {
+            verifyPending: (d: Deployment) =>
+              privilege.asRoot(() =>
+                checkCachedTarget({
+                  trustedDir: join(slotsDir, 'trust'),
+                  cacheDir: metadataDir,
+                  targetPath: d.targetPath,
+                  length: d.length,
+                  hashes: d.hashes,
+                }),
+              ),
+          }
+        : {}),
     });
     const close = async () => {
       if (reporter) {

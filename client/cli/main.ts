@@ -14,7 +14,8 @@ import { ClientError } from '../errors.js';
 import { loadConfig } from './config.js';
 import { playBoot } from '../slots/boot.js';
 import { createBootloader } from '../slots/create.js';
-import { openDevice, readStatus } from './device.js';
+import { openDevice, readStatus, slotsStateDir } from './device.js';
+import { privilegeFor } from './privilege.js';
 import { progressView } from './progress.js';
 import { runService } from './service.js';
 
@@ -95,29 +96,49 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
     .action(async (flags: { root: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<Globals>();
       const config = await loadConfig(g.config);
-      const dir = join(config.stateDir, 'metadata');
-      const target = join(dir, 'root.json');
-      const exists = await stat(target).then(
-        () => true,
-        () => false,
-      );
-      if (exists) {
-        // Never step back: the trusted root may have moved on since.
-        print(
-          io,
-          g.json,
-          { initialized: false, root: target },
-          `${target} already exists; left as it is`,
-        );
-        return;
+      const slotsDir = slotsStateDir(config);
+      const privilege = await privilegeFor(config.stateDir, slotsDir);
+      // The network step's trusted root, and the install step's own: the
+      // install step verifies the chain again from it (reverify.ts).
+      const places = [
+        { dir: join(config.stateDir, 'metadata'), asRoot: false },
+        ...(slotsDir ? [{ dir: join(slotsDir, 'trust'), asRoot: true }] : []),
+      ];
+      const installed: string[] = [];
+      const kept: string[] = [];
+      for (const place of places) {
+        const target = join(place.dir, 'root.json');
+        const install = async () => {
+          const exists = await stat(target).then(
+            () => true,
+            () => false,
+          );
+          // Never step back: the trusted root may have moved on since.
+          if (exists) return false;
+          await mkdir(place.dir, { recursive: true, mode: 0o700 });
+          await copyFile(flags.root, target);
+          return true;
+        };
+        const done = await (
+          place.asRoot ? privilege.asRoot(install) : install()
+        ).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+          throw new ClientError(
+            'CONFIG',
+            `cannot write ${target}: run init with the rights of the ` +
+              'install step (root), which keeps a trusted root of its own',
+          );
+        });
+        (done ? installed : kept).push(target);
       }
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await copyFile(flags.root, target);
       print(
         io,
         g.json,
-        { initialized: true, root: target },
-        `trusting ${flags.root}`,
+        { initialized: installed.length > 0, installed, kept },
+        [
+          ...installed.map((t) => `trusting ${flags.root} in ${t}`),
+          ...kept.map((t) => `${t} already exists; left as it is`),
+        ].join('\n'),
       );
     });
 
@@ -201,7 +222,9 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
     )
     .action(async (_flags: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<Globals>();
-      const device = await openDevice(await loadConfig(g.config));
+      const device = await openDevice(await loadConfig(g.config), {
+        reverify: true,
+      });
       try {
         const result = await device.agent.installPending();
         const words =
@@ -210,6 +233,7 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
             : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
         print(io, g.json, result, words);
         if (result.outcome === 'refused') setCode(1);
+        if (result.outcome === 'retry-later') setCode(3);
       } finally {
         await device.close();
       }

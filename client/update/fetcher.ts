@@ -14,12 +14,14 @@
  * for tuf-js to refuse with its own error. Only `.json` files under the
  * metadata URL are read; targets (images) go through untouched.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Fetcher } from 'tuf-js';
 import { keyTableProblem, type KeyTable } from '../../src/tuf/key-table.js';
 import { Delegations, Root } from '../../src/tuf/models.js';
 import { ROOT, TARGETS } from '../../src/tuf/roles.js';
 import { KeyTableError } from '../errors.js';
+import { writeFileDurable } from '../slots/durable.js';
 import { logger } from '../log.js';
 
 const log = logger.child({ module: 'client/update/fetcher' });
@@ -130,10 +132,23 @@ function normalizeBase(base: string): string {
 export class KeyTableFetcher implements Fetcher {
   readonly #inner: Fetcher;
   readonly #metadataBase: string;
+  readonly #rootArchive: string | undefined;
 
-  constructor(inner: Fetcher, metadataBaseUrl: string) {
+  /**
+   * `rootArchive`, when given, is a folder where every `N.root.json`
+   * fetched is kept as fetched: tuf-js keeps only the newest root, and a
+   * privileged step verifying the chain again from its own older root
+   * needs each version between (see reverify.ts). What is kept there is
+   * not trusted by anyone; it is only read again through tuf-js.
+   */
+  constructor(
+    inner: Fetcher,
+    metadataBaseUrl: string,
+    options: { rootArchive?: string } = {},
+  ) {
     this.#inner = inner;
     this.#metadataBase = normalizeBase(metadataBaseUrl);
+    this.#rootArchive = options.rootArchive;
   }
 
   /** The file's name under the metadata URL, or undefined for others. */
@@ -147,6 +162,10 @@ export class KeyTableFetcher implements Fetcher {
     const bytes = await this.#inner.downloadBytes(url, maxLength);
     const name = this.#metadataName(url);
     if (name) checkFetchedKeyTable(name, bytes, url);
+    if (name && this.#rootArchive && /^[1-9]\d{0,9}\.root\.json$/.test(name)) {
+      await mkdir(this.#rootArchive, { recursive: true, mode: 0o700 });
+      await writeFileDurable(join(this.#rootArchive, name), bytes);
+    }
     return bytes;
   }
 

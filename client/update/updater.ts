@@ -15,7 +15,9 @@ export type { UpdaterOptions };
  * downloads in place of tuf-js's own fetcher (built from `options.config`
  * as tuf-js builds it); either way the key table check wraps it.
  */
-export function createUpdater(options: UpdaterOptions): Updater {
+export function createUpdater(
+  options: UpdaterOptions & { rootArchive?: string },
+): Updater {
   const config = { ...defaultConfig, ...options.config };
   // tuf-js types retry options with @types/retry, which is not installed;
   // the value goes to its fetcher as tuf-js itself would pass it.
@@ -28,8 +30,11 @@ export function createUpdater(options: UpdaterOptions): Updater {
       timeout: config.fetchTimeout,
       retry,
     });
+  const { rootArchive, ...updaterOptions } = options;
   return new Updater({
-    ...options,
-    fetcher: new KeyTableFetcher(inner, options.metadataBaseUrl),
+    ...updaterOptions,
+    fetcher: new KeyTableFetcher(inner, options.metadataBaseUrl, {
+      rootArchive,
+    }),
   });
 }

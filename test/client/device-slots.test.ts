@@ -194,6 +194,21 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
     await releaseImage(t, '1.3.1', good);
     await waitUntilServed(t, server);
     assert.match((await device('check', '--download-only')).out, /installing/);
+    // Without a root of its own the install step cannot check the record:
+    // it waits (exit 3), the deployment still pending, until init gives one.
+    const trust = join(home, 'state', 'slots', 'trust', 'root.json');
+    await rm(trust);
+    const waiting = await device('install');
+    assert.equal(waiting.code, 3, waiting.out + waiting.err);
+    assert.match(waiting.out, /cannot verify the metadata again/);
+    assert.match((await device('status')).out, /^installing/);
+    const again = await device(
+      'init',
+      '--root',
+      join(t.dir, 'metadata', '1.root.json'),
+    );
+    assert.match(again.out, /trusting .* in .*trust\/root\.json/);
+    assert.match(again.out, /metadata\/root\.json already exists/);
     const installed = await device('install');
     assert.equal(installed.code, 0, installed.out + installed.err);
     assert.match(installed.out, /awaiting-reboot/);

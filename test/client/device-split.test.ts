@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmod,
   chown,
@@ -135,12 +136,15 @@ describe('tufota-device split between an unprivileged network step and root', fu
   });
 
   it('installs and commits with root touching only the slots, the boot record and its notes', async () => {
-    const init = await device(
-      config,
-      ['init', '--root', join(home, '1.root.json')],
-      NOBODY,
-    );
+    // The install step keeps a root of its own, which nobody cannot write.
+    const root = join(home, '1.root.json');
+    const mine = await device(config, ['init', '--root', root], NOBODY);
+    assert.equal(mine.code, 1, mine.out);
+    assert.match(mine.err, /run init with the rights of the install step/);
+    const init = await device(config, ['init', '--root', root]);
     assert.equal(init.code, 0, init.err);
+    assert.match(init.out, /trusting .* in .*slot-notes\/trust\/root\.json/);
+    assert.equal((await lstat(join(home, 'slot-notes', 'trust'))).uid, 0);
     assert.match((await device(config, ['boot'])).out, /booted slot a/);
     const first = await device(config, ['after-boot']);
     assert.equal(first.code, 0, first.out + first.err);
@@ -212,6 +216,55 @@ describe('tufota-device split between an unprivileged network step and root', fu
         `${type} once in ${types.join()}`,
       );
     }
+  });
+
+  it('refuses a record the network step forged, checking it against metadata it verified itself', async () => {
+    const repo = await t.open();
+    try {
+      const source = join(t.base, 'fw-1.2.0');
+      await writeFile(source, Buffer.alloc(90_000, 0x12));
+      await repo.addTargets([
+        {
+          source,
+          path: 'images/fw-1.2.0.img',
+          custom: { version: '1.2.0', hardware: ['board-a'] },
+        },
+      ]);
+      await publish(repo);
+    } finally {
+      await repo.close();
+    }
+    await waitUntilServed(t, server);
+    const fetched = await device(config, ['check', '--download-only'], NOBODY);
+    assert.match(fetched.out, /is installing/, fetched.out + fetched.err);
+
+    // A taken-over network step swaps the image and records its hashes.
+    const evil = Buffer.alloc(90_000, 0x66);
+    const statePath = join(home, 'state', 'state.json');
+    const state = JSON.parse(await readFile(statePath, 'utf8')) as {
+      deployment: {
+        id: string;
+        length: number;
+        hashes: Record<string, string>;
+      };
+    };
+    const digest = (name: string) =>
+      createHash(name).update(evil).digest('hex');
+    state.deployment.hashes = {
+      sha256: digest('sha256'),
+      sha512: digest('sha512'),
+    };
+    state.deployment.length = evil.length;
+    await writeFile(statePath, JSON.stringify(state));
+    await writeFile(
+      join(home, 'state', 'images', `${state.deployment.id}.img`),
+      evil,
+    );
+    const slotA = await readFile(join(home, 'slot-a'));
+    const refused = await device(config, ['install']);
+    assert.equal(refused.code, 1, refused.out + refused.err);
+    assert.match(refused.out, /does not match the verified metadata/);
+    assert.ok((await readFile(join(home, 'slot-a'))).equals(slotA));
   });
 
   it('refuses to act as root on a folder nobody owns unless the slot notes live apart', async () => {
