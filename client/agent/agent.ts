@@ -24,7 +24,7 @@ import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
 import { downloadTarget, type DownloadOptions } from '../update/download.js';
 import { listTargets } from '../update/listing.js';
-import { chooseUpdate, type DeviceFacts } from './decide.js';
+import { chooseUpdate, parseVersion, type DeviceFacts } from './decide.js';
 import { TEXT_LIMITS, type DeviceEventType } from './events.js';
 import type { Journal } from './journal.js';
 import {
@@ -59,7 +59,9 @@ export interface Installer {
    * the last trial went. Outcomes stay until `acknowledge`d, so one cut
    * short before it is reported at the next boot.
    */
-  afterBoot?(): Promise<BootOutcome>;
+  afterBoot?(call?: {
+    onTrialBoot?: () => Promise<void>;
+  }): Promise<BootOutcome>;
   acknowledge?(deploymentId: string): Promise<void>;
 }
 
@@ -126,12 +128,18 @@ export interface AgentOptions {
    * leaves it pending for a later try.
    */
   verifyPending?: (deployment: Deployment) => Promise<void>;
+  /**
+   * Why the running version could not be read, when it could not: cycles
+   * are then refused and reported, while judging a boot still works, since
+   * a trial image with a bad version file must still be judged.
+   */
+  versionProblem?: string;
 }
 
 export type CycleOutcome =
   | {
       outcome: 'refused';
-      stage: 'metadata' | 'download' | 'install';
+      stage: 'config' | 'metadata' | 'download' | 'install';
       reason: string;
     }
   | { outcome: 'up-to-date'; reason: string }
@@ -247,14 +255,16 @@ export class Agent {
       ...(deploymentId ? { deploymentId } : {}),
       ...(target ? { target } : {}),
       ...(targetVersion ? { targetVersion } : {}),
-      runningVersion: this.#o.facts.version,
+      ...(this.#o.facts.version
+        ? { runningVersion: this.#o.facts.version }
+        : {}),
     });
     if (!this.#o.events) return;
     try {
       await this.#o.events.add({
         type,
         deploymentId,
-        runningVersion: this.#o.facts.version,
+        runningVersion: this.#o.facts.version || undefined,
         targetVersion,
         target,
         // The journal keeps the whole reason; the server takes a bounded one.
@@ -318,22 +328,35 @@ export class Agent {
   async afterBoot(): Promise<BootOutcome | undefined> {
     const installer = this.#o.installer;
     if (!installer.afterBoot) return undefined;
-    const result = await installer.afterBoot();
+    const result = await installer.afterBoot({
+      onTrialBoot: async () => {
+        // The trial slot is up and about to be judged: status says so.
+        const { deployment } = await this.#o.state.read();
+        if (
+          deployment &&
+          (deployment.phase === 'awaiting-reboot' ||
+            deployment.phase === 'installing')
+        ) {
+          await this.#record('trial-boot', { deployment });
+          await this.#o.state.setPhase(deployment.id, 'trial', this.#now);
+        }
+      },
+    });
     if (result.fault) {
       await this.#record('boot-fault', { reason: result.fault });
     }
     const { deploymentId } = result;
-    if (result.outcome === 'no-trial' || !deploymentId) return result;
+    // Armed, but this boot was not of the trial slot (no reboot since the
+    // install): nothing happened yet, and nothing is reported.
+    if (result.outcome === 'trial-running') return result;
+    if (result.outcome === 'no-trial') {
+      await this.#settleLostTrial();
+      return result;
+    }
+    if (!deploymentId) return result;
     const { deployment } = await this.#o.state.read();
     const ours = deployment?.id === deploymentId ? deployment : undefined;
     const reported = (phase: string) => ours?.phase === phase;
-    if (result.outcome === 'trial-running') {
-      if (ours && !reported('trial')) {
-        await this.#record('trial-boot', { deployment: ours });
-        await this.#o.state.setPhase(ours.id, 'trial', this.#now);
-      }
-      return result;
-    }
     const final =
       result.outcome === 'trial-passed-committed' ? 'committed' : 'rolled-back';
     if (!reported(final)) {
@@ -353,8 +376,40 @@ export class Agent {
     return result;
   }
 
+  /**
+   * A deployment still waiting for its trial when the boot record holds
+   * none lost its arm (both copies of the record gone, say): the device
+   * stayed on the known-good slot. It ends as a failed install, reported,
+   * instead of waiting for a trial that will never come.
+   */
+  async #settleLostTrial(): Promise<void> {
+    const { deployment } = await this.#o.state.read();
+    if (
+      !deployment ||
+      (deployment.phase !== 'awaiting-reboot' && deployment.phase !== 'trial')
+    ) {
+      return;
+    }
+    const reason =
+      'the boot record no longer arms its trial (the record was lost or ' +
+      'rewritten); the known-good slot runs';
+    await this.#record('install-failed', { deployment, reason });
+    await this.#o.state.setDeployment({
+      ...deployment,
+      phase: 'failed',
+      failedStep: 'install',
+      updatedAt: this.#now.toISOString(),
+    });
+  }
+
   /** Runs one cycle; never throws for a refusal, only for local faults. */
-  async runOnce(options: { install?: boolean } = {}): Promise<CycleOutcome> {
+  async runOnce(
+    options: {
+      install?: boolean;
+      /** Asked once the image is verified: true leaves the install for later. */
+      stopRequested?: () => boolean;
+    } = {},
+  ): Promise<CycleOutcome> {
     const install = options.install ?? true;
     const { deployment } = await this.#o.state.read();
     if (deployment?.phase === 'installing') {
@@ -377,6 +432,20 @@ export class Agent {
         deploymentId: deployment.id,
         phase: deployment.phase,
       };
+    }
+
+    const versionProblem =
+      this.#o.versionProblem ??
+      (parseVersion(this.#o.facts.version)
+        ? undefined
+        : `the running version "${this.#o.facts.version}" is not a semantic ` +
+          'version (such as 1.4.2), so no release can be compared with it');
+    if (versionProblem) {
+      await this.#record('update-refused', {
+        stage: 'config',
+        reason: versionProblem,
+      });
+      return { outcome: 'refused', stage: 'config', reason: versionProblem };
     }
 
     let candidates: TargetFile[];
@@ -504,8 +573,9 @@ export class Agent {
       'installing',
       this.#now,
     );
-    if (!install) {
-      // A separate, privileged step takes it from here (installPending).
+    if (!install || options.stopRequested?.()) {
+      // A separate, privileged step takes it from here (installPending),
+      // or the next cycle does when a stop came during the download.
       return {
         outcome: 'pending',
         deploymentId: current.id,

@@ -6,7 +6,7 @@
  * Paths may be relative to the file's folder, so a device image can ship
  * one folder with the config, the pinned CA and the first root.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ClientError } from '../errors.js';
 import type { BootloaderConfig } from '../slots/create.js';
@@ -338,6 +338,35 @@ function slotsFrom(file: string, base: string, value: unknown): SlotsConfig {
 }
 
 /** The running version, from the config or its version file. */
+/** A version file larger than this is not a version file. */
+const VERSION_FILE_MAX = 64 * 1024;
+
+/**
+ * `VERSION_ID` of an os-release text, read as os-release(5) says and as a
+ * shell sourcing it would: comment lines skipped, the last assignment
+ * wins, a value quoted or a bare word (a shell comment may follow it).
+ * Undefined when no line assigns it.
+ */
+function versionIdOf(text: string): string | undefined {
+  let found: string | undefined;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line.startsWith('VERSION_ID=')) continue;
+    const m =
+      /^VERSION_ID=(?:"([^"\\`$]*)"|'([^']*)'|([^\s"'`$\\#]*))(?:\s+#.*)?$/.exec(
+        line,
+      );
+    if (!m) {
+      throw new ClientError(
+        'CONFIG',
+        `cannot read the value of "${line.slice(0, 80)}"`,
+      );
+    }
+    found = m[1] ?? m[2] ?? m[3];
+  }
+  return found;
+}
+
 /**
  * The running version: `version` as given, or read from `versionFile`,
  * which may hold the version alone on one line or be an os-release file
@@ -347,19 +376,31 @@ function slotsFrom(file: string, base: string, value: unknown): SlotsConfig {
 export async function runningVersion(config: DeviceConfig): Promise<string> {
   if (config.version) return config.version;
   const file = config.versionFile!;
+  const info = await stat(file);
+  if (!info.isFile() || info.size > VERSION_FILE_MAX) {
+    throw new ClientError(
+      'CONFIG',
+      `${file} is not a version file (a regular file of at most ` +
+        `${VERSION_FILE_MAX} bytes)`,
+    );
+  }
   const text = await readFile(file, 'utf8');
-  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
   if (lines.length === 1 && !lines[0].includes('=')) return lines[0].trim();
-  const id = lines
-    .map((l) => /^VERSION_ID=(?:"([^"]*)"|'([^']*)'|(\S*))\s*$/.exec(l.trim()))
-    .find((m) => m !== null);
-  const value = id ? (id[1] ?? id[2] ?? id[3]).trim() : '';
+  let value: string | undefined;
+  try {
+    value = versionIdOf(text)?.trim();
+  } catch (err) {
+    throw new ClientError('CONFIG', `${file}: ${(err as Error).message}`);
+  }
   if (!value) {
     throw new ClientError(
       'CONFIG',
       lines.length === 0
         ? `${file} is empty`
-        : `${file} holds neither a version on one line nor a VERSION_ID=`,
+        : value === ''
+          ? `${file} sets VERSION_ID to nothing`
+          : `${file} holds neither a version on one line nor a VERSION_ID=`,
     );
   }
   return value;

@@ -44,7 +44,11 @@ export function slotsStateDir(config: DeviceConfig): string | undefined {
  */
 export function installerFor(
   config: DeviceConfig,
-  privilege: Privilege = { dropped: false, asRoot: (fn) => fn() },
+  privilege: Privilege = {
+    dropped: false,
+    asRoot: (fn) => fn(),
+    asOwner: (fn) => fn(),
+  },
 ): Installer {
   const slots = config.slots;
   if (!slots) return new FolderInstaller(config.installDir!);
@@ -59,7 +63,16 @@ export function installerFor(
   return {
     install: (image, deployment) =>
       privilege.asRoot(() => installer.install(image, deployment)),
-    afterBoot: () => privilege.asRoot(() => installer.afterBoot()),
+    // The agent's own step inside (journal, state) runs as the owner.
+    afterBoot: (call) =>
+      privilege.asRoot(() => {
+        const onTrialBoot = call?.onTrialBoot;
+        return installer.afterBoot(
+          onTrialBoot
+            ? { onTrialBoot: () => privilege.asOwner(onTrialBoot) }
+            : {},
+        );
+      }),
     acknowledge: (id) => privilege.asRoot(() => installer.acknowledge(id)),
   };
 }
@@ -127,6 +140,16 @@ export async function openDevice(
       windows: config.windows,
       deferrals,
     });
+    // A version file that cannot be read stops cycles, not after-boot.
+    let version = '';
+    let versionProblem: string | undefined;
+    try {
+      version = await runningVersion(config);
+    } catch (err) {
+      versionProblem = `cannot read the running version: ${
+        err instanceof Error ? err.message : String(err)
+      }`;
+    }
     const agent = new Agent({
       updater: () =>
         createUpdater({
@@ -143,7 +166,7 @@ export async function openDevice(
       facts: {
         hardware: config.hardware,
         channel: config.channel,
-        version: await runningVersion(config),
+        version,
       },
       buildDate: new Date(config.buildDate),
       preconditions,
@@ -154,6 +177,7 @@ export async function openDevice(
       events: reporter,
       download: { ca, allowHttp: config.allowHttp },
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(versionProblem ? { versionProblem } : {}),
       ...(options.reverify && slotsDir
         ? {
             verifyPending: (d: Deployment) =>

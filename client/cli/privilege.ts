@@ -21,11 +21,14 @@ export interface Privilege {
   readonly dropped: boolean;
   /** Runs `fn` with root's rights back; as is when nothing was dropped. */
   asRoot<T>(fn: () => Promise<T>): Promise<T>;
+  /** Inside `asRoot`, runs `fn` as the owner again. */
+  asOwner<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 const UNCHANGED: Privilege = {
   dropped: false,
   asRoot: (fn) => fn(),
+  asOwner: (fn) => fn(),
 };
 
 let current: Privilege | undefined;
@@ -99,6 +102,14 @@ export async function privilegeFor(
         return await fn();
       } finally {
         drop();
+      }
+    },
+    async asOwner(fn) {
+      drop();
+      try {
+        return await fn();
+      } finally {
+        raise();
       }
     },
   };

@@ -64,14 +64,22 @@ export async function runService(
     while (!stopping) {
       // The device is opened for each cycle, so a changed version file
       // (after an update outside the agent) is read afresh.
-      const device = await openDevice(config);
+      let device: Awaited<ReturnType<typeof openDevice>> | undefined;
       try {
-        const result = await device.agent.runOnce();
+        device = await openDevice(config);
+        // A stop during the download leaves the install to the next start:
+        // a stopping service writes no slot and asks for no reboot.
+        const result = await device.agent.runOnce({
+          stopRequested: () => stopping,
+        });
         io.out(`${new Date().toISOString()} ${JSON.stringify(result)}\n`);
-        // An image waiting in the inactive slot does nothing until the
-        // device boots it; the service leaves, and its unit reboots.
+        // An image this cycle put in the inactive slot does nothing until
+        // the device boots it; the service leaves, and its unit reboots.
+        // Only right after the install: one found waiting at a later start
+        // (the reboot did not come, or the arm was lost) waits for the
+        // next reboot, so no state can make the unit reboot again and again.
         if (
-          (result.outcome === 'installed' || result.outcome === 'pending') &&
+          result.outcome === 'installed' &&
           result.phase === 'awaiting-reboot'
         ) {
           io.out('reboot required: an update waits in the inactive slot\n');
@@ -83,7 +91,7 @@ export async function runService(
         log.error({ err }, 'update cycle failed');
         io.out(`${new Date().toISOString()} cycle failed: ${String(err)}\n`);
       } finally {
-        await device.close();
+        await device?.close();
       }
       if (stopping) break;
       const wait = nextWait(options);

@@ -65,6 +65,11 @@ export interface AfterBootOptions {
   retryMs?: number;
   /** Tests only: see StepHook. */
   hook?: StepHook;
+  /**
+   * Called once a boot of the armed trial slot is found, before its
+   * health check runs, so the agent can say a trial boot is under way.
+   */
+  onTrialBoot?: () => Promise<void>;
 }
 
 /** See the module comment. */
@@ -88,6 +93,7 @@ export async function afterBoot(
   }
 
   if (record.trial && record.active === running) {
+    await options.onTrialBoot?.();
     return { ...base, ...(await endTrial(options, record)) };
   }
   if (fault) {

@@ -40,6 +40,14 @@ export interface SlotInstallerOptions {
 }
 
 /** The agent's `Installer` for A/B slots; see the module comment. */
+/** What one `afterBoot` call may bring besides the installer's options. */
+export interface AfterBootCall {
+  /** In place of the configured health check. */
+  healthCheck?: HealthCheck;
+  /** See `AfterBootOptions.onTrialBoot`. */
+  onTrialBoot?: () => Promise<void>;
+}
+
 export class SlotInstaller {
   readonly #o: SlotInstallerOptions;
 
@@ -73,10 +81,18 @@ export class SlotInstaller {
    * Called once after each boot: see after-boot.ts. `healthCheck` here
    * overrides the one given to the constructor.
    */
-  async afterBoot(healthCheck?: HealthCheck): Promise<AfterBootResult> {
+  async afterBoot(
+    call?: HealthCheck | AfterBootCall,
+  ): Promise<AfterBootResult> {
     const o = this.#o;
-    const check = healthCheck ?? o.healthCheck;
+    const given: AfterBootCall =
+      call === undefined || typeof call === 'function' || 'command' in call
+        ? { healthCheck: call }
+        : call;
+    const check = given.healthCheck ?? o.healthCheck;
+    const onTrialBoot = given.onTrialBoot;
     return afterBoot({
+      ...(onTrialBoot ? { onTrialBoot } : {}),
       bootloader: o.bootloader,
       stateDir: o.stateDir,
       running: await this.#running(),

@@ -29,6 +29,40 @@ describe('runningVersion', () => {
     assert.equal(await versionOf(osRelease('VERSION_ID=2.0.3')), '2.0.3');
   });
 
+  it('reads os-release as a shell would: the last assignment, comments skipped', async () => {
+    assert.equal(
+      await versionOf('VERSION_ID=1.0.0\nNAME=x\nVERSION_ID="1.2.0"\n'),
+      '1.2.0',
+    );
+    assert.equal(await versionOf('VERSION_ID=""\nVERSION_ID=1.3.0\n'), '1.3.0');
+    assert.equal(
+      await versionOf('#VERSION_ID=9.9.9\nVERSION_ID=1.3.0 # hotfix\r\n'),
+      '1.3.0',
+    );
+    await assert.rejects(
+      versionOf('VERSION_ID=1.3.0\nVERSION_ID=""\n'),
+      /sets VERSION_ID to nothing/,
+    );
+    await assert.rejects(
+      versionOf('VERSION_ID=$(reboot)\n'),
+      /cannot read the value of "VERSION_ID=\$\(reboot\)"/,
+    );
+  });
+
+  it('refuses what is not a small regular file', async () => {
+    const dir = await tempDir('tufota-version-');
+    await assert.rejects(
+      runningVersion({ versionFile: dir } as DeviceConfig),
+      /is not a version file/,
+    );
+    const big = join(dir, 'big');
+    await writeFile(big, `VERSION_ID=1\n${'#'.repeat(70_000)}\n`);
+    await assert.rejects(
+      runningVersion({ versionFile: big } as DeviceConfig),
+      /is not a version file/,
+    );
+  });
+
   it('refuses an empty file and an os-release without VERSION_ID, naming the file', async () => {
     await assert.rejects(versionOf('\n'), /version is empty/);
     await assert.rejects(

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { loadConfig } from '../../client/cli/config.js';
+import { openDevice } from '../../client/cli/device.js';
 import { run } from '../../client/cli/main.js';
 import { publish } from '../../src/repository/publish.js';
 import { addDevice } from '../../src/server/devices.js';
@@ -76,6 +78,7 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
           type: string;
           deploymentId?: string;
           targetVersion?: string;
+          reason?: string;
         }[];
       }
     ).events;
@@ -245,5 +248,99 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
     );
     assert.match((await device('boot')).out, /booted slot b/);
     assert.match((await device('after-boot')).out, /trial-passed-committed/);
+  });
+  it('judges a trial even when its version file cannot be read, and refuses cycles until it can', async () => {
+    await releaseImage(t, '1.5.0', Buffer.alloc(50_000, 0x16));
+    await waitUntilServed(t, server);
+    assert.match((await device('check')).out, /awaiting-reboot/);
+    // Before the reboot: armed, not yet booted. Nothing to report.
+    const early = await device('after-boot');
+    assert.match(early.out, /trial-running/);
+    assert.match((await device('status')).out, /^awaiting-reboot/);
+    const before = await events();
+    assert.ok(
+      !before.some(
+        (e) => e.type === 'trial-boot' && e.targetVersion === '1.5.0',
+      ),
+    );
+
+    await writeFile(join(home, 'version'), 'VERSION_ID=$(broken)\n');
+    assert.match((await device('boot')).out, /booted slot a/);
+    const judged = await device('after-boot');
+    assert.equal(judged.code, 0, judged.out + judged.err);
+    assert.match(judged.out, /trial-passed-committed/);
+    const refused = await device('check');
+    assert.equal(refused.code, 1, refused.out + refused.err);
+    assert.match(refused.out, /cannot read the running version/);
+    const last = (await events()).at(-1)!;
+    assert.equal(last.type, 'update-refused');
+    assert.match(last.reason ?? '', /cannot read the running version/);
+
+    await writeFile(join(home, 'version'), '2024.03\n');
+    const odd = await device('check');
+    assert.equal(odd.code, 1, odd.out);
+    assert.match(odd.out, /"2024.03" is not a semantic version/);
+    await writeFile(join(home, 'version'), 'VERSION_ID="1.5.0"\n');
+    assert.match((await device('check')).out, /up-to-date/);
+  });
+
+  it('ends a deployment whose trial the boot record lost, and asks for no second reboot', async function () {
+    this.timeout(30_000);
+    await releaseImage(t, '1.6.0', Buffer.alloc(50_000, 0x17));
+    await waitUntilServed(t, server);
+    assert.match((await device('check')).out, /awaiting-reboot/);
+    // Both copies of the record gone; the firmware boots its fallback.
+    await writeFile(join(home, 'boot'), Buffer.alloc(0));
+    assert.match((await device('boot')).out, /booted slot a/);
+    const child = spawn(
+      process.execPath,
+      [DEVICE_BIN, '--config', config, 'run', '--interval', '1h'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = new Promise<number>((r) =>
+      child.on('close', (c) => r(c ?? -1)),
+    );
+    for (let i = 0; i < 100 && !/"outcome":"up-to-date"/.test(out); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGTERM');
+    assert.equal(await code, 0, out);
+    assert.doesNotMatch(out, /reboot required/);
+    assert.match((await device('status')).out, /^failed/);
+    const lost = (await events()).find(
+      (e) => e.type === 'install-failed' && e.targetVersion === '1.6.0',
+    );
+    assert.match(lost?.reason ?? '', /no longer arms its trial/);
+  });
+
+  it('leaves the install for the next start when a stop comes during the download', async () => {
+    const image = Buffer.alloc(40_000, 0x18);
+    await releaseImage(t, '1.7.0', image);
+    await waitUntilServed(t, server);
+    const slotB = await readFile(join(home, 'slot-b'));
+    const opened = await openDevice(await loadConfig(config));
+    try {
+      const result = await opened.agent.runOnce({ stopRequested: () => true });
+      assert.deepEqual(
+        { outcome: result.outcome, phase: 'phase' in result && result.phase },
+        { outcome: 'pending', phase: 'installing' },
+      );
+    } finally {
+      await opened.close();
+    }
+    assert.ok((await readFile(join(home, 'slot-b'))).equals(slotB));
+    const installed = await device('install');
+    assert.match(
+      installed.out,
+      /awaiting-reboot/,
+      installed.out + installed.err,
+    );
+    assert.ok(
+      (await readFile(join(home, 'slot-b')))
+        .subarray(0, image.length)
+        .equals(image),
+    );
   });
 });
