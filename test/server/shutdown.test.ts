@@ -54,7 +54,11 @@ function slowDownload(url: string, rate: number): Download {
   return { received: () => received, body };
 }
 
-/** Whether a TCP connection to `port` is refused (true) or accepted. */
+/**
+ * Whether a TCP connection to `port` is refused (true) or accepted. A
+ * reset counts as refused: a connection that reached the backlog just as
+ * the listener closed is reset by the kernel, not served.
+ */
 function refused(port: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
@@ -63,7 +67,9 @@ function refused(port: number): Promise<boolean> {
       resolve(false);
     });
     socket.on('error', (err: NodeJS.ErrnoException) =>
-      err.code === 'ECONNREFUSED' ? resolve(true) : reject(err),
+      err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET'
+        ? resolve(true)
+        : reject(err),
     );
   });
 }
