@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { copyFile, mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  healthCheckScript,
+  HEALTH_CHECK_SCRIPT,
   readFromImage,
   type Ext4Tools,
 } from './firmware.js';
@@ -93,13 +93,8 @@ export class DemoDevice {
       mode: 0o600,
     });
     const health = join(dir, 'health-check.sh');
-    await writeFile(
-      health,
-      healthCheckScript(setup.tools, device.cmdline, device.slots),
-      {
-        mode: 0o755,
-      },
-    );
+    await writeFile(health, HEALTH_CHECK_SCRIPT, { mode: 0o755 });
+
     await writeFile(
       device.config,
       `${JSON.stringify(
@@ -118,7 +113,18 @@ export class DemoDevice {
             bootloader: await bootloaderConfig(setup.bootloader, dir),
             cmdline: 'cmdline',
             tries: 3,
-            healthCheck: { command: ['/bin/sh', health], timeoutMs: 30_000 },
+            healthCheck: {
+              command: [
+                '/bin/sh',
+                health,
+                device.cmdline,
+                device.slots.a,
+                device.slots.b,
+                setup.tools.e2fsck,
+                setup.tools.debugfs,
+              ],
+              timeoutMs: 30_000,
+            },
           },
           report: {
             url: setup.serverUrl,
@@ -212,6 +218,14 @@ async function bootloaderConfig(
       fallback: 'a',
     };
   }
+  // fw_env.config separates its fields by blanks, so a path with one
+  // cannot be named there.
+  if (/\s/.test(dir)) {
+    throw new Error(
+      `${dir} holds a blank, which fw_env.config cannot name; ` +
+        'give the uboot demo a folder without spaces',
+    );
+  }
   // fw_setenv with a redundant environment: two copies in two files.
   const copies = [
     join(dir, 'boot', 'uboot-env-0'),
@@ -226,4 +240,22 @@ async function bootloaderConfig(
       .join('\n')}\n`,
   );
   return { kind, config: 'boot/fw_env.config', fallback: 'a' };
+}
+
+/** Where each backend keeps the boot record, in words for the demo. */
+export function bootRecordWords(kind: BootloaderKind): string {
+  switch (kind) {
+    case 'file':
+      return 'boot record: boot/record, two copies in one file';
+    case 'grub':
+      return (
+        'boot record: boot/grubenv-0 and boot/grubenv-1 (GRUB environment ' +
+        'blocks written with grub-editenv) and boot/slot-hint'
+      );
+    case 'uboot':
+      return (
+        'boot record: a redundant U-Boot environment (boot/uboot-env-0 and ' +
+        '-1, named by boot/fw_env.config) written with fw_setenv'
+      );
+  }
 }

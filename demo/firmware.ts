@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { access, constants, mkdir, writeFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -33,7 +33,8 @@ async function findProgram(name: string): Promise<string | undefined> {
     const candidate = join(dir, name);
     try {
       await access(candidate, constants.X_OK);
-      return candidate;
+      // A relative PATH entry would mean another file from another folder.
+      return resolve(candidate);
     } catch {
       // not here
     }
@@ -140,33 +141,45 @@ export async function readFromImage(
 /**
  * The health check a demo device runs after a trial boot, as a shell
  * script an integrator would write: the booted slot's filesystem must be
- * clean (e2fsck -n) and carry the health marker (read with debugfs).
+ * clean (e2fsck -n) and carry the health marker (read with debugfs). Every
+ * path comes in as an argument, never pasted into the script, so no
+ * folder name can change what it runs.
  */
-export function healthCheckScript(
-  tools: Ext4Tools,
-  cmdline: string,
-  slots: { a: string; b: string },
-): string {
-  return `#!/bin/sh
+export const HEALTH_CHECK_SCRIPT = `#!/bin/sh
 # Health check of the demo device, run by tufota-device after-boot once a
 # trial boot is up. Exit 0 only if the slot that booted is a clean ext4
 # filesystem and carries ${HEALTH_MARKER}.
+# Arguments: CMDLINE SLOT_A SLOT_B E2FSCK DEBUGFS
 set -u
-slot=$(sed -n 's/.*tufota\\.slot=\\([ab]\\).*/\\1/p' '${cmdline}')
+cmdline=$1 slot_a=$2 slot_b=$3 e2fsck=$4 debugfs=$5
+slot=
+for word in $(cat "$cmdline"); do
+  case "$word" in
+    tufota.slot=a) slot=a; break ;;
+    tufota.slot=b) slot=b; break ;;
+  esac
+done
 case "$slot" in
-  a) image='${slots.a}' ;;
-  b) image='${slots.b}' ;;
-  *) echo "no tufota.slot= in ${cmdline}" >&2; exit 1 ;;
+  a) image=$slot_a ;;
+  b) image=$slot_b ;;
+  *) echo "no tufota.slot= in $cmdline" >&2; exit 1 ;;
 esac
-if ! '${tools.e2fsck}' -n -f "$image" >/dev/null 2>&1; then
-  echo "slot $slot: e2fsck -n found a damaged filesystem" >&2
-  exit 1
-fi
-marker=$('${tools.debugfs}' -R 'cat ${HEALTH_MARKER}' "$image" 2>/dev/null)
+for tool in "$e2fsck" "$debugfs"; do
+  if [ ! -x "$tool" ]; then
+    echo "cannot run $tool: the check itself is broken" >&2
+    exit 1
+  fi
+done
+"$e2fsck" -n -f "$image" >/dev/null 2>&1
+case $? in
+  0) ;;
+  8|16|126|127) echo "slot $slot: e2fsck could not run" >&2; exit 1 ;;
+  *) echo "slot $slot: e2fsck -n found a damaged filesystem" >&2; exit 1 ;;
+esac
+marker=$("$debugfs" -R 'cat ${HEALTH_MARKER}' "$image" 2>/dev/null)
 if [ "$marker" != ok ]; then
   echo "slot $slot: ${HEALTH_MARKER} is missing; the release is not healthy" >&2
   exit 1
 fi
 echo "slot $slot: filesystem clean, health marker present"
 `;
-}

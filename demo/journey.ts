@@ -14,7 +14,7 @@ import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/cli/main.js';
 import type { CliIO } from '../src/cli/context.js';
-import { DemoDevice, type BootloaderKind } from './device.js';
+import { bootRecordWords, DemoDevice, type BootloaderKind } from './device.js';
 import {
   buildFirmware,
   findExt4Tools,
@@ -66,6 +66,19 @@ export interface JourneyOptions {
   onStep?: (step: StepResult) => void;
   /** The device's progress lines, as they come. */
   onOutput?: (line: string) => void;
+  /** Told of the server once it runs, so a caller can stop it on a signal. */
+  onServer?: (server: { pid: number; stop(): Promise<void> }) => void;
+}
+
+/**
+ * A step's evidence made readable: paths inside the demo folder relative
+ * to it, and hashes cut to their first 12 digits.
+ */
+function tidy(text: string, base: string): string {
+  return text
+    .split(`${base}/`)
+    .join('')
+    .replace(/\b([0-9a-f]{12})[0-9a-f]{20,}\b/g, '$1…');
 }
 
 /** The step list, so a caller can tell a journey that stopped early. */
@@ -130,10 +143,10 @@ export async function runJourney(
     options.onStepStart?.(title, steps.length + 1);
     let result: StepResult;
     try {
-      result = { title, ok: true, detail: await body() };
+      result = { title, ok: true, detail: tidy(await body(), base) };
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      result = { title, ok: false, detail: message };
+      result = { title, ok: false, detail: tidy(message, base) };
     }
     steps.push(result);
     options.onStep?.(result);
@@ -315,6 +328,7 @@ export async function runJourney(
           passphraseFile: paths.onlinePassphrase,
           log: paths.serverLog,
         });
+        options.onServer?.(server);
         expect(
           server.url.startsWith('https://127.0.0.1:'),
           `not HTTPS: ${server.url}`,
@@ -350,9 +364,12 @@ export async function runJourney(
             '(releases, rollouts, snapshot, timestamp) with another: the ' +
             'server is given only that one',
           `CA for devices to pin: ${join(paths.tls, 'ca.crt')}` +
-            (tls.fingerprint ? `, sha256 fingerprint ${tls.fingerprint}` : ''),
-          `tufota serve at ${server.url} (trusted through the CA only), ` +
-            'tokens for a release engineer (releases) and an operator (admin)',
+            (tls.fingerprint
+              ? ` (sha256 ${tls.fingerprint.slice(0, 23)}…)`
+              : ''),
+          `tufota serve at ${server.url}, pid ${server.pid}, trusted ` +
+            'through the CA only; its log: server.log',
+          'tokens for a release engineer (releases) and an operator (admin)',
         ].join('\n');
       },
     );
@@ -424,7 +441,9 @@ export async function runJourney(
           'the first check did not find the device up to date',
         );
         return [
-          `${paths.device}: device.json, slot-a.img, slot-b.img, the pinned CA and 1.root.json as the shipped root`,
+          `${paths.device}: device.json, slot-a.img, slot-b.img, ` +
+            'health-check.sh; the pinned CA and 1.root.json as the shipped root',
+          bootRecordWords(bootloader),
           `boot → slot ${first.slot}, running ${first.version}`,
           `$ ${checked.shown}\n  ${checked.out}`,
         ].join('\n');
@@ -548,7 +567,6 @@ export async function runJourney(
     const refused = await step(
       "refuse a tampered copy: one byte of 1.3.0 changed in the server's storage",
       async () => {
-        const d = device!;
         const image = await buildFirmware(tools!, paths.images, {
           version: '1.3.0',
           healthy: true,
@@ -575,47 +593,17 @@ export async function runJourney(
         } finally {
           await handle.close();
         }
-        const before = [
-          await sha256File(d.slots.a),
-          await sha256File(d.slots.b),
-        ];
-        const checked = await expectDevice(
-          ['check'],
-          1,
-          /refused/,
-          'the tampered image was not refused',
-        );
-        const after = [
-          await sha256File(d.slots.a),
-          await sha256File(d.slots.b),
-        ];
-        expect(
-          before[0] === after[0] && before[1] === after[1],
-          'a slot changed although the image was refused',
-        );
-        const failed = await eventMatching(
-          (e) => e.type === 'download-failed' && e.targetVersion === '1.3.0',
-        );
-        expect(
-          failed !== undefined,
-          'the server holds no download-failed event for 1.3.0',
-        );
-        const audit = await tufota('verify');
-        expect(
-          audit.code !== 0,
-          'tufota verify did not notice the changed file',
-        );
-        return [
-          published.line,
-          `changed one byte at offset ${tampered.offset} of ${file}`,
-          `$ ${checked.shown} (exit ${checked.code})\n  ${checked.out}`,
-          'both slots are byte for byte as before',
-          `the server holds: download-failed${failed!.reason ? `: ${failed!.reason}` : ''}`,
-          `tufota verify (an auditor's check) fails too: ${audit.output.split('\n').find((l) => /target|hash|length/i.test(l)) ?? audit.output.split('\n')[0]}`,
-        ].join('\n');
+        try {
+          return await refusedWhileTampered(published.line, file);
+        } finally {
+          await restore();
+        }
       },
     );
-    if (tampered) {
+    if (!refused) return { ok: false, steps, paths };
+
+    async function restore(): Promise<void> {
+      if (!tampered) return;
       // The repository is left as it was published.
       const handle = await open(tampered.file, 'r+');
       try {
@@ -625,7 +613,43 @@ export async function runJourney(
         await handle.close();
       }
     }
-    if (!refused) return { ok: false, steps, paths };
+
+    async function refusedWhileTampered(
+      line: string,
+      file: string,
+    ): Promise<string> {
+      const d = device!;
+      const before = [await sha256File(d.slots.a), await sha256File(d.slots.b)];
+      const checked = await expectDevice(
+        ['check'],
+        1,
+        /refused/,
+        'the tampered image was not refused',
+      );
+      const after = [await sha256File(d.slots.a), await sha256File(d.slots.b)];
+      expect(
+        before[0] === after[0] && before[1] === after[1],
+        'a slot changed although the image was refused',
+      );
+      const failed = await eventMatching(
+        (e) => e.type === 'download-failed' && e.targetVersion === '1.3.0',
+      );
+      expect(
+        failed !== undefined,
+        'the server holds no download-failed event for 1.3.0',
+      );
+      const audit = await tufota('verify');
+      expect(audit.code !== 0, 'tufota verify did not notice the changed file');
+      return [
+        line,
+        `changed one byte at offset ${tampered!.offset} of ${file}`,
+        `$ ${checked.shown} (exit ${checked.code})\n  ${checked.out}`,
+        'both slots are byte for byte as before',
+        `the server holds: download-failed${failed!.reason ? `: ${failed!.reason}` : ''}`,
+        `tufota verify (an auditor's check) fails too: ${audit.output.split('\n').find((l) => /target|hash|length/i.test(l)) ?? audit.output.split('\n')[0]}`,
+        'the byte is put back: the repository is as published again',
+      ].join('\n');
+    }
 
     await step(
       'tufota verify checks every signed version from 1.root.json and every image',

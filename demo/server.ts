@@ -6,8 +6,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { access, open, stat } from 'node:fs/promises';
+import { access, open, readdir, stat } from 'node:fs/promises';
 import { request } from 'node:https';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLIs; `npm install` builds them (its prepare step). */
@@ -18,6 +19,24 @@ export const DEVICE_BIN = fileURLToPath(
   new URL('../dist/client/cli/bin.js', import.meta.url),
 );
 
+/** The newest modification time of a `.ts`/`.js` file under `dir`. */
+async function newest(dir: string, ext: RegExp): Promise<number> {
+  let latest = 0;
+  for (const entry of await readdir(dir, {
+    withFileTypes: true,
+    recursive: true,
+  })) {
+    if (!entry.isFile() || !ext.test(entry.name)) continue;
+    const { mtimeMs } = await stat(join(entry.parentPath, entry.name));
+    latest = Math.max(latest, mtimeMs);
+  }
+  return latest;
+}
+
+/**
+ * The demo runs the built server and agent: they must be there, and not
+ * older than the sources (an edit without a build would show old code).
+ */
 export async function requireBuild(): Promise<void> {
   for (const bin of [TUFOTA_BIN, DEVICE_BIN]) {
     try {
@@ -28,6 +47,17 @@ export async function requireBuild(): Promise<void> {
       );
     }
   }
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const built = await newest(join(root, 'dist'), /\.js$/);
+  const sources = Math.max(
+    await newest(join(root, 'src'), /\.ts$/),
+    await newest(join(root, 'client'), /\.ts$/),
+  );
+  if (sources > built) {
+    throw new Error(
+      'dist/ is older than the sources in src/ and client/: run "npm run build"',
+    );
+  }
 }
 
 export interface DemoServer {
@@ -35,6 +65,7 @@ export interface DemoServer {
   metadataUrl: string;
   targetsUrl: string;
   log: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -48,6 +79,9 @@ export interface ServerFiles {
 }
 
 const START_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 10_000;
+/** No admin API call of the demo takes long; one that does is stuck. */
+const API_TIMEOUT_MS = 60_000;
 
 /** Starts `tufota serve` on a free port of 127.0.0.1; resolves once it listens. */
 export async function startServer(files: ServerFiles): Promise<DemoServer> {
@@ -87,20 +121,29 @@ export async function startServer(files: ServerFiles): Promise<DemoServer> {
   );
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => {
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      // Never leave a server behind that this demo can no longer stop.
       child.kill('SIGKILL');
-      reject(new Error(`tufota serve did not start in time; see ${files.log}`));
-    }, START_TIMEOUT_MS);
+      reject(new Error(`${why}; see ${files.log}`));
+    };
+    const timer = setTimeout(
+      () => fail('tufota serve did not start in time'),
+      START_TIMEOUT_MS,
+    );
+    // `--json` prints one JSON object once it listens.
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
-      const end = out.indexOf('}');
-      if (end < 0) return;
-      clearTimeout(timer);
+      let parsed: { url?: unknown };
       try {
-        resolve((JSON.parse(out.slice(0, end + 1)) as { url: string }).url);
-      } catch (err) {
-        reject(err instanceof Error ? err : new Error(String(err)));
+        parsed = JSON.parse(out) as { url?: unknown };
+      } catch {
+        if (out.length > 64 * 1024) fail('tufota serve printed no JSON');
+        return;
       }
+      clearTimeout(timer);
+      if (typeof parsed.url === 'string') resolve(parsed.url);
+      else fail(`tufota serve printed no url: ${out.slice(0, 200)}`);
     });
     void exited.then((code) => {
       clearTimeout(timer);
@@ -112,11 +155,16 @@ export async function startServer(files: ServerFiles): Promise<DemoServer> {
     metadataUrl: `${url}/metadata`,
     targetsUrl: `${url}/targets`,
     log: files.log,
+    pid: child.pid ?? 0,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
       }
+      // A graceful stop waits for downloads in flight; the demo has none
+      // it wants, so a server that lingers is killed.
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
       await exited;
+      clearTimeout(timer);
     },
   };
 }
@@ -169,6 +217,11 @@ export async function callApi(
       },
     );
     req.on('error', reject);
+    req.setTimeout(API_TIMEOUT_MS, () =>
+      req.destroy(
+        new Error(`${url}: no answer within ${API_TIMEOUT_MS / 1000} s`),
+      ),
+    );
     if (options.file !== undefined) {
       const source = createReadStream(options.file);
       source.on('error', (err) => req.destroy(err));
