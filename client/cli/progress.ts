@@ -25,19 +25,30 @@ export function progressView(stream: NodeJS.WriteStream): ProgressView {
   );
   let started = false;
   const mib = (n: number) => (n / MIB).toFixed(1);
-  return {
+  // A bar on a terminal turns line wrapping off until it stops; a signal
+  // that ends the command must not leave the terminal that way.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const onSignal = (signal: NodeJS.Signals) => {
+    view.stop();
+    process.kill(process.pid, signal);
+  };
+  const view: ProgressView = {
     update(done, total) {
       const payload = { doneMiB: mib(done), totalMiB: mib(total) };
       if (!started) {
         started = true;
+        for (const s of signals) process.once(s, onSignal);
         bar.start(total, done, payload);
       } else {
         bar.update(done, payload);
       }
     },
     stop() {
-      if (started) bar.stop();
+      if (!started) return;
       started = false;
+      for (const s of signals) process.off(s, onSignal);
+      bar.stop();
     },
   };
+  return view;
 }

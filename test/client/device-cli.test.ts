@@ -272,6 +272,40 @@ describe('tufota-device', () => {
     assert.match(out, /stopped\n$/);
   });
 
+  it('finishes a check --progress whose standard error went away', async function () {
+    this.timeout(30_000);
+    const quietHome = await tempDir('tufota-progress-');
+    const base = JSON.parse(await readFile(config, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const quietConfig = join(quietHome, 'device.json');
+    await writeFile(join(quietHome, 'version'), '1.0.0\n');
+    await writeFile(quietConfig, JSON.stringify(base));
+    await device([
+      '--config',
+      quietConfig,
+      'init',
+      '--root',
+      join(t.dir, 'metadata', '1.root.json'),
+    ]);
+    const child = spawn(
+      process.execPath,
+      [DEVICE_BIN, '--config', quietConfig, 'check', '--progress'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    // The reader of the progress bar leaves at once: every write to
+    // standard error from then on fails with EPIPE.
+    child.stderr.destroy();
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number>((r) =>
+      child.on('close', (c) => r(c ?? -1)),
+    );
+    assert.equal(code, 0, out);
+    assert.match(out, /^installed, deployment/);
+  });
+
   it('spreads service waits within the jitter', () => {
     const options = { interval: 10_000, jitter: 0.2 };
     assert.equal(
