@@ -123,6 +123,10 @@ function logRequest(req: IncomingMessage, res: ServerResponse): void {
       ...(res.writableFinished ? {} : { aborted: true }),
     };
     if (status >= 500) requestLog.error(fields, 'request failed');
+    // A 404 for the next root version is how every TUF client learns
+    // there is none: routine, not a warning.
+    else if (status === 404 && /\/metadata\/\d+\.root\.json$/.test(url ?? ''))
+      requestLog.info(fields, 'request');
     else if (status >= 400) requestLog.warn(fields, 'request refused');
     else requestLog.info(fields, 'request');
   });

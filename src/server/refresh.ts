@@ -118,6 +118,15 @@ export class Refresher {
     }
   }
 
+  /**
+   * Records the repository's health again now, after a publish made
+   * outside the refresh (the admin API), so /healthz shows the versions
+   * being served rather than those of the last scheduled check.
+   */
+  async recordHealth(): Promise<void> {
+    await this.#record(await this.#writer.read());
+  }
+
   /** Delegated roles in their refresh window whose keys are at hand. */
   async #dueDelegated(repo: Repository): Promise<string[]> {
     const status = await repositoryStatus(repo);

@@ -139,7 +139,12 @@ export async function startServer(
     refresher,
     uploadDir,
     flags,
-    onPublished: reload,
+    onPublished: async () => {
+      await reload();
+      await refresher
+        .recordHealth()
+        .catch((err: unknown) => log.error({ err }, 'cannot read status'));
+    },
   });
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, app)

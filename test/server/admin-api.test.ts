@@ -350,8 +350,15 @@ describe('admin API', () => {
         releasesToken,
       );
       assert.equal(published.status, 200, published.body.toString());
-      assert.ok(
-        (jsonOf(published).versions as Record<string, number>).releases,
+      const versions = jsonOf(published).versions as Record<string, number>;
+      assert.ok(versions.releases);
+      // /healthz shows what is served now, not the last scheduled check.
+      const health = jsonOf(await httpRequest(server.url, '/healthz')) as {
+        roles: { role: string; version: number }[];
+      };
+      assert.equal(
+        health.roles.find((r) => r.role === 'timestamp')?.version,
+        versions.timestamp,
       );
 
       const client = await newClient(t.dir, server);
