@@ -169,9 +169,12 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
           const words =
             result.outcome === 'installed'
               ? `installed, deployment ${result.deploymentId}: ${result.phase}`
-              : result.outcome === 'pending'
-                ? `deployment ${result.deploymentId} is ${result.phase}`
-                : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
+              : result.outcome === 'pending' && result.phase === 'installing'
+                ? `downloaded and verified, deployment ${result.deploymentId}: ` +
+                  'waiting for "tufota-device install"'
+                : result.outcome === 'pending'
+                  ? `deployment ${result.deploymentId} is ${result.phase}`
+                  : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
           print(io, g.json, result, words);
           if (result.outcome === 'refused') setCode(1);
           if (

@@ -169,7 +169,7 @@ describe('tufota-device split between an unprivileged network step and root', fu
 
     const fetched = await device(config, ['check', '--download-only'], NOBODY);
     assert.equal(fetched.code, 0, fetched.out + fetched.err);
-    assert.match(fetched.out, /is installing/);
+    assert.match(fetched.out, /downloaded and verified/);
     const installed = await device(config, ['install']);
     assert.equal(installed.code, 0, installed.out + installed.err);
     assert.match(installed.out, /awaiting-reboot/);
@@ -236,7 +236,11 @@ describe('tufota-device split between an unprivileged network step and root', fu
     }
     await waitUntilServed(t, server);
     const fetched = await device(config, ['check', '--download-only'], NOBODY);
-    assert.match(fetched.out, /is installing/, fetched.out + fetched.err);
+    assert.match(
+      fetched.out,
+      /downloaded and verified/,
+      fetched.out + fetched.err,
+    );
 
     // A taken-over network step swaps the image and records its hashes.
     const evil = Buffer.alloc(90_000, 0x66);
