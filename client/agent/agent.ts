@@ -24,7 +24,12 @@ import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
 import { downloadTarget, type DownloadOptions } from '../update/download.js';
 import { listTargets } from '../update/listing.js';
-import { chooseUpdate, parseVersion, type DeviceFacts } from './decide.js';
+import {
+  chooseUpdate,
+  compareVersions,
+  parseVersion,
+  type DeviceFacts,
+} from './decide.js';
 import { TEXT_LIMITS, type DeviceEventType } from './events.js';
 import type { Journal } from './journal.js';
 import {
@@ -151,6 +156,26 @@ export type CycleOutcome =
       phase: 'awaiting-reboot' | 'committed';
     }
   | { outcome: 'pending'; deploymentId: string; phase: string };
+
+/**
+ * The facts a decision starts from. A committed deployment newer than the
+ * version the device reports is what it runs in truth (a version file the
+ * image does not update, or the stand-in installer, which changes nothing
+ * the device runs): deciding from the older figure would take every
+ * release between the two, one after another, back and forth.
+ */
+function effectiveFacts(
+  facts: DeviceFacts,
+  deployment: Deployment | null,
+): DeviceFacts {
+  if (deployment?.phase !== 'committed') return facts;
+  const committed = parseVersion(deployment.version);
+  const reported = parseVersion(facts.version);
+  if (!committed || !reported) return facts;
+  return compareVersions(committed, reported) > 0
+    ? { ...facts, version: deployment.version }
+    : facts;
+}
 
 /**
  * `candidates` without the target of the last deployment if it was
@@ -295,7 +320,7 @@ export class Agent {
     const { deployment } = await this.#o.state.read();
     const decision = chooseUpdate(
       notDone(candidates, deployment),
-      this.#o.facts,
+      effectiveFacts(this.#o.facts, deployment),
     );
     if (decision.action === 'none') {
       return { ok: false, reason: `nothing to defer: ${decision.reason}` };
@@ -465,7 +490,7 @@ export class Agent {
 
     const decision = chooseUpdate(
       notDone(candidates, deployment),
-      this.#o.facts,
+      effectiveFacts(this.#o.facts, deployment),
     );
     if (decision.action === 'none') {
       await this.#o.journal.append('checked', {

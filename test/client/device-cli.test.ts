@@ -420,4 +420,38 @@ describe('tufota-device', () => {
       assert.match(r.err, message, JSON.stringify(change));
     }
   });
+  it('does not step back through older releases once a newer one is committed', async () => {
+    const home2 = await tempDir('tufota-steps-');
+    const base = JSON.parse(await readFile(config, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const stepsConfig = join(home2, 'device.json');
+    // The stand-in installer changes nothing the device runs: the version
+    // file says 1.0.0 whatever is committed.
+    await writeFile(join(home2, 'version'), '1.0.0\n');
+    await writeFile(
+      stepsConfig,
+      JSON.stringify({ ...base, maxDeferrals: undefined }),
+    );
+    for (const version of ['1.2.0', '1.3.0']) {
+      await releaseImage(
+        t,
+        `images/fw-${version}.img`,
+        Buffer.from(`image of ${version}`.repeat(50)),
+        { version, hardware: ['board-a'] },
+      );
+    }
+    await waitUntilServed(t, server);
+    const dev = (...args: string[]) =>
+      device(['--config', stepsConfig, ...args]);
+    await dev('init', '--root', join(t.dir, 'metadata', '1.root.json'));
+    const first = await dev('check');
+    assert.match(first.out, /^installed/, first.out + first.err);
+    assert.match((await dev('status')).out, /^committed: images\/fw-1\.3\.0/);
+    for (let i = 0; i < 2; i++) {
+      const again = await dev('check');
+      assert.match(again.out, /^up-to-date: .*running 1\.3\.0/, again.out);
+    }
+  });
 });
