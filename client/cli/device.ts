@@ -185,6 +185,9 @@ export async function openDevice(
                 checkCachedTarget({
                   trustedDir: join(slotsDir, 'trust'),
                   cacheDir: metadataDir,
+                  ...(privilege.ownerUid !== undefined
+                    ? { cacheOwner: privilege.ownerUid }
+                    : {}),
                   targetPath: d.targetPath,
                   length: d.length,
                   hashes: d.hashes,

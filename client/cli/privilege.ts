@@ -19,6 +19,8 @@ import { ClientError } from '../errors.js';
 export interface Privilege {
   /** True when this root process acts as the state folder's owner. */
   readonly dropped: boolean;
+  /** That owner's uid, when dropped. */
+  readonly ownerUid?: number;
   /** Runs `fn` with root's rights back; as is when nothing was dropped. */
   asRoot<T>(fn: () => Promise<T>): Promise<T>;
   /** Inside `asRoot`, runs `fn` as the owner again. */
@@ -94,6 +96,7 @@ export async function privilegeFor(
   drop();
   current = {
     dropped: true,
+    ownerUid: uid,
     async asRoot(fn) {
       // Nothing else runs while root's rights are back: the agent waits
       // on the installer, and a dropped process never starts the reporter.

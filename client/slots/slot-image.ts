@@ -6,8 +6,8 @@
  * never truncated or created.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { runStep, type StepHook } from './bootloader.js';
 import { SlotError } from './errors.js';
 
@@ -43,6 +43,37 @@ export async function slotCapacity(path: string): Promise<number> {
 }
 
 /**
+ * Opens an image file to read: never through a link, never a FIFO or a
+ * device (O_NONBLOCK keeps a FIFO from hanging the open), so whoever can
+ * write the folder the image sits in cannot make the installer read
+ * something else or wait forever.
+ */
+export async function openImage(path: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(
+      path,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SlotError(
+      'INTEGRITY',
+      code === 'ELOOP'
+        ? `${path} is a link, not an image file`
+        : `cannot open ${path}: ${code ?? String(err)}`,
+      { cause: err },
+    );
+  }
+  const info = await handle.stat();
+  if (!info.isFile()) {
+    await handle.close();
+    throw new SlotError('INTEGRITY', `${path} is not a regular file`);
+  }
+  return handle;
+}
+
+/**
  * What is wrong with the first `length` bytes at `path` against `hashes`
  * (sha256 and sha512, whichever are listed), or undefined when they match.
  * `exact` also asks that the file hold nothing past `length` (an image
@@ -61,10 +92,10 @@ export async function checkBytes(
   // Without `exact` only the first `length` bytes count; `end` is
   // inclusive, and an empty image reads nothing at all.
   if (exact || length > 0) {
-    const stream = createReadStream(path, {
-      highWaterMark: 1024 * 1024,
-      ...(exact ? {} : { end: length - 1 }),
-    });
+    // `exact` reads an image file; a slot may be a block device.
+    const stream = exact
+      ? (await openImage(path)).createReadStream({ highWaterMark: 1024 * 1024 })
+      : createReadStream(path, { highWaterMark: 1024 * 1024, end: length - 1 });
     for await (const chunk of stream) {
       const bytes = chunk as Buffer;
       size += bytes.length;
@@ -98,7 +129,7 @@ export async function writeImage(options: WriteImageOptions): Promise<void> {
   const { image, slot, length, label } = options;
   const hook = options.hook ?? runStep;
   const chunkBytes = options.chunkBytes ?? 1024 * 1024;
-  const source = await open(image, 'r');
+  const source = await openImage(image);
   try {
     const target = await open(slot, 'r+');
     try {

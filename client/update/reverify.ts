@@ -12,7 +12,8 @@
  * The network step writes both the record and the cache; only the check
  * through tuf-js makes the cache worth reading.
  */
-import { lstat, open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
@@ -30,9 +31,15 @@ const CACHE_URL = 'https://cached-metadata.invalid/metadata';
  */
 export class CacheFetcher implements Fetcher {
   readonly #dir: string;
+  readonly #owner: number | undefined;
 
-  constructor(metadataDir: string) {
+  /**
+   * `owner`, when given, is the uid every cached file must belong to: a
+   * hard link to another user's file placed in the cache is refused.
+   */
+  constructor(metadataDir: string, owner?: number) {
     this.#dir = metadataDir;
+    this.#owner = owner;
   }
 
   #file(url: string): string {
@@ -47,19 +54,39 @@ export class CacheFetcher implements Fetcher {
 
   async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
     const file = this.#file(url);
-    // Read without following a link: the folder is another user's.
-    const info = await lstat(file).catch(() => undefined);
-    if (!info?.isFile()) {
-      throw new DownloadHTTPError(`${file} is not cached`, 404);
-    }
-    if (info.size > maxLength) {
-      throw new ClientError(
-        'INTEGRITY',
-        `${file} is ${info.size} bytes, past the ${maxLength} allowed`,
-      );
-    }
-    const handle = await open(file, 'r');
+    // The folder is another user's: never through a link, never a FIFO
+    // (which would hold the open), only a regular file of the owner's.
+    let handle: FileHandle;
     try {
+      handle = await open(
+        file,
+        constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      );
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new DownloadHTTPError(`${file} is not cached`, 404);
+      }
+      throw new ClientError('INTEGRITY', `cannot read ${file} safely`, {
+        cause: err,
+      });
+    }
+    try {
+      const info = await handle.stat();
+      if (
+        !info.isFile() ||
+        (this.#owner !== undefined && info.uid !== this.#owner)
+      ) {
+        throw new ClientError(
+          'INTEGRITY',
+          `${file} is not a regular file of the network step's own`,
+        );
+      }
+      if (info.size > maxLength) {
+        throw new ClientError(
+          'INTEGRITY',
+          `${file} is ${info.size} bytes, past the ${maxLength} allowed`,
+        );
+      }
       const bytes = Buffer.alloc(info.size);
       const { bytesRead } = await handle.read(bytes, 0, info.size, 0);
       return bytes.subarray(0, bytesRead);
@@ -80,6 +107,8 @@ export interface CachedTargetCheck {
   trustedDir: string;
   /** The network step's metadata folder (with `roots/`). */
   cacheDir: string;
+  /** The uid its files must belong to, when that is another user. */
+  cacheOwner?: number;
   targetPath: string;
   length: number;
   hashes: Record<string, string>;
@@ -107,7 +136,7 @@ export async function checkCachedTarget(
   const updater = createUpdater({
     metadataDir: check.trustedDir,
     metadataBaseUrl: CACHE_URL,
-    fetcher: new CacheFetcher(check.cacheDir),
+    fetcher: new CacheFetcher(check.cacheDir, check.cacheOwner),
   });
   await updater.refresh();
   const info = await updater.getTargetInfo(check.targetPath);

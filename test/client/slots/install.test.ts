@@ -4,8 +4,8 @@
  * installer process killed with SIGKILL at steps along the way.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Installer } from '../../../client/agent/agent.js';
@@ -111,6 +111,26 @@ describe('installImage', () => {
     await assert.rejects(
       rig.installer({ hook }).install(rig.imagePath, rig.deployment),
       (err) => isSlotError('INTEGRITY')(err) && /sha256 is/.test(String(err)),
+    );
+    assert.deepEqual(labels, []);
+  });
+
+  it('reads the image through no link and from no FIFO, before writing anything', async () => {
+    const real = join(rig.stateDir, 'real.img');
+    await writeFile(real, rig.image);
+    await rm(rig.imagePath);
+    await symlink(real, rig.imagePath);
+    const { labels, hook } = recorder();
+    await assert.rejects(
+      rig.installer({ hook }).install(rig.imagePath, rig.deployment),
+      (err) => isSlotError('INTEGRITY')(err) && /is a link/.test(String(err)),
+    );
+    await rm(rig.imagePath);
+    execFileSync('mkfifo', [rig.imagePath]);
+    await assert.rejects(
+      rig.installer({ hook }).install(rig.imagePath, rig.deployment),
+      (err) =>
+        isSlotError('INTEGRITY')(err) && /not a regular file/.test(String(err)),
     );
     assert.deepEqual(labels, []);
   });

@@ -4,7 +4,15 @@
  * through the network step's archive, and the recorded target held to it.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import {
+  copyFile,
+  mkdir,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TargetFile } from '@tufjs/models';
 import { ClientError } from '../../../client/errors.js';
@@ -158,6 +166,63 @@ describe('checkCachedTarget', () => {
     await assert.rejects(
       check(await tempDir('tufota-trust-empty-')),
       /holds no trusted root of its own/,
+    );
+  });
+  it('reads no cached file through a link, from a FIFO, or of another owner', async () => {
+    const odd = await tempDir('tufota-cache-odd-');
+    for (const name of ['snapshot.json', 'targets.json', 'releases.json']) {
+      await copyFile(join(cache, name), join(odd, name));
+    }
+    await mkdir(join(odd, 'roots'));
+    for (const v of [2, 3]) {
+      await copyFile(
+        join(cache, 'roots', `${v}.root.json`),
+        join(odd, 'roots', `${v}.root.json`),
+      );
+    }
+    const cases: [string, () => Promise<void>][] = [
+      [
+        'a link',
+        () =>
+          symlink(join(cache, 'timestamp.json'), join(odd, 'timestamp.json')),
+      ],
+      [
+        'a FIFO',
+        () => {
+          execFileSync('mkfifo', [join(odd, 'timestamp.json')]);
+          return Promise.resolve();
+        },
+      ],
+    ];
+    for (const [what, plant] of cases) {
+      await rm(join(odd, 'timestamp.json'), { force: true });
+      await plant();
+      const dir = await trusted();
+      await assert.rejects(
+        checkCachedTarget({
+          trustedDir: dir,
+          cacheDir: odd,
+          targetPath: PATH,
+          length: listed.length,
+          hashes: listed.hashes,
+        }),
+        /safely|not a regular file/,
+        what,
+      );
+    }
+    await rm(join(odd, 'timestamp.json'), { force: true });
+    await copyFile(join(cache, 'timestamp.json'), join(odd, 'timestamp.json'));
+    const dir = await trusted();
+    await assert.rejects(
+      checkCachedTarget({
+        trustedDir: dir,
+        cacheDir: odd,
+        targetPath: PATH,
+        length: listed.length,
+        hashes: listed.hashes,
+        cacheOwner: process.getuid!() + 1,
+      }),
+      /not a regular file of the network step's own/,
     );
   });
 });
