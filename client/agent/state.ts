@@ -89,6 +89,10 @@ function deploymentFrom(value: unknown): Deployment | undefined {
     'updatedAt',
   ] as const;
   if (!strings.every((k) => typeof value[k] === 'string')) return undefined;
+  // The id names the image file (images/ID.img): a UUID, never a path.
+  if (!/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/.test(value.id as string)) {
+    return undefined;
+  }
   if (!Number.isSafeInteger(value.length) || (value.length as number) < 0) {
     return undefined;
   }

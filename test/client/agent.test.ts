@@ -507,12 +507,13 @@ describe('the update cycle (client/agent)', () => {
       path.startsWith('/targets/') ? body : undefined;
     // The download is done; the cycle stopped before the install (a kill).
     await d.agent.runOnce().catch(() => undefined);
-    const image = join(d.stateDir, 'images', 'pending.img');
+    const pendingId = '11111111-2222-4333-8444-555555555555';
+    const image = join(d.stateDir, 'images', `${pendingId}.img`);
     await mkdir(join(d.stateDir, 'images'), { recursive: true });
     await writeFile(image, IMAGE_A);
     const now = new Date().toISOString();
     await d.state.setDeployment({
-      id: 'pending',
+      id: pendingId,
       targetPath: 'images/board-a-1.1.0.img',
       length: IMAGE_A.length,
       hashes: { sha256: createHash('sha256').update(IMAGE_A).digest('hex') },
@@ -529,7 +530,7 @@ describe('the update cycle (client/agent)', () => {
       (await readFile(join(d.installDir, '1.1.0', 'image'))).equals(IMAGE_A),
     );
     assert.deepEqual(
-      d.sent.filter((e) => e.deploymentId === 'pending').map((e) => e.type),
+      d.sent.filter((e) => e.deploymentId === pendingId).map((e) => e.type),
       ['install-started', 'install-finished', 'committed'],
     );
   });

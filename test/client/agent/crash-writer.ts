@@ -32,7 +32,7 @@ if (mode === 'journal') {
   say('open');
   for (let i = 0; ; i++) {
     await state.setDeployment({
-      id: `d-${i}`,
+      id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
       targetPath: 'images/fw.img',
       length: i,
       hashes: { sha256: 'ab'.repeat(32) },

@@ -78,6 +78,13 @@ describe('DeviceState', () => {
           deployment: { ...deployment(), id: undefined },
         }),
       ],
+      [
+        'has an id that is a path (it names the image file)',
+        JSON.stringify({
+          format: 1,
+          deployment: deployment({ id: '../../../etc/cron.d/x' }),
+        }),
+      ],
     ];
     for (const [what, text] of damaged) {
       it(`refuses a file that ${what}, not reading it as idle`, async () => {
