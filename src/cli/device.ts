@@ -65,7 +65,9 @@ export function registerDevice(program: Command, io: CliIO): void {
       if (shown.length === 0) io.out('no devices\n');
       for (const d of shown) {
         io.out(
-          `${d.id}  ${d.credentialId}  ${d.name}  ${d.events} events` +
+          `${d.id}  credential ${d.credentialId}` +
+            (d.name !== d.id ? `  name ${d.name}` : '') +
+            `  ${d.events} events` +
             (d.lastSeq !== undefined ? `, last seq ${d.lastSeq}` : '') +
             (d.lastSeen ? `, last seen ${d.lastSeen}` : '') +
             (d.revoked ? `  revoked ${d.revoked}` : '') +

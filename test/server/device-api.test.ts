@@ -142,6 +142,8 @@ describe('device API', () => {
       assert.equal(listed.sha256, undefined);
       assert.equal(listed.events, 0);
       assert.ok(!JSON.stringify(list).includes(made.credential));
+      const words = await cliOk(['--dir', t.dir, 'device', 'list']);
+      assert.match(words, /^cli-2 {2}credential [0-9a-f]{12} {2}0 events$/m);
       const again = await runCli(['--dir', t.dir, 'device', 'add', 'cli-2']);
       assert.equal(again.code, 1);
       assert.match(again.err, /already has a credential/);
