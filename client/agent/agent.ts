@@ -445,7 +445,8 @@ export class Agent {
           phase: 'installing',
         };
       }
-      return this.#install(deployment);
+      // Left by an earlier process: the record is checked again first.
+      return this.#installRecorded(deployment);
     }
     if (
       deployment &&
@@ -626,6 +627,11 @@ export class Agent {
           : 'no deployment is waiting to install',
       };
     }
+    return this.#installRecorded(deployment);
+  }
+
+  /** A deployment read from the state record, checked, then installed. */
+  async #installRecorded(deployment: Deployment): Promise<CycleOutcome> {
     if (this.#o.verifyPending) {
       try {
         await this.#o.verifyPending(deployment);

@@ -22,9 +22,9 @@
  *
  * One process owns a journal folder; nothing here locks it.
  */
+import { constants } from 'node:fs';
 import {
   mkdir,
-  open,
   rename,
   unlink,
   readdir,
@@ -33,7 +33,7 @@ import {
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
-import { fsyncDir } from './state.js';
+import { fsyncDir, openRegular, SAFE_APPEND, SAFE_READ } from './state.js';
 
 const log = logger.child({ module: 'client/agent/journal' });
 
@@ -94,10 +94,10 @@ function parseLine(line: Buffer): JournalEntry | undefined {
 
 async function openIfExists(
   path: string,
-  flags: string,
+  flags: number,
 ): Promise<FileHandle | undefined> {
   try {
-    return await open(path, flags);
+    return await openRegular(path, flags);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -143,7 +143,7 @@ async function* linesBackwards(handle: FileHandle): AsyncGenerator<Buffer> {
 
 /** The entries of one file, oldest first, skipping lines that are not. */
 async function readEntries(path: string): Promise<JournalEntry[]> {
-  const handle = await openIfExists(path, 'r');
+  const handle = await openIfExists(path, SAFE_READ);
   if (!handle) return [];
   const entries: JournalEntry[] = [];
   let bad = 0;
@@ -198,7 +198,7 @@ export class Journal {
       await journal.repair();
       await journal.dropExtraFiles();
       journal.seq = await journal.recoverSeq();
-      journal.handle = await open(journal.path(0), 'a', 0o600);
+      journal.handle = await openRegular(journal.path(0), SAFE_APPEND, 0o600);
       journal.size = (await journal.handle.stat()).size;
       await fsyncDir(journal.dir);
     } catch (err) {
@@ -259,7 +259,10 @@ export class Journal {
 
   /** Cuts the current file after its last complete line. */
   private async repair(): Promise<void> {
-    const handle = await openIfExists(this.path(0), 'r+');
+    const handle = await openIfExists(
+      this.path(0),
+      constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
     if (!handle) return;
     try {
       const size = (await handle.stat()).size;
@@ -300,7 +303,7 @@ export class Journal {
   /** The highest seq in the newest file that holds an entry. */
   private async recoverSeq(): Promise<number> {
     for (let i = 0; i < this.files; i++) {
-      const handle = await openIfExists(this.path(i), 'r');
+      const handle = await openIfExists(this.path(i), SAFE_READ);
       if (!handle) continue;
       try {
         for await (const line of linesBackwards(handle)) {
@@ -401,13 +404,13 @@ export class Journal {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
       }
-      this.handle = await open(this.path(0), 'a', 0o600);
+      this.handle = await openRegular(this.path(0), SAFE_APPEND, 0o600);
       this.size = 0;
       await fsyncDir(this.dir);
     } catch (err) {
       // Whatever the renames did, appending to the current name goes on.
       if (!this.handle) {
-        this.handle = await open(this.path(0), 'a', 0o600);
+        this.handle = await openRegular(this.path(0), SAFE_APPEND, 0o600);
         this.size = (await this.handle.stat()).size;
       }
       throw new ClientError('JOURNAL', 'cannot rotate the journal', {

@@ -15,7 +15,6 @@
  * process owns the folder.
  */
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
@@ -29,7 +28,11 @@ import {
   type EventTextField,
 } from './events.js';
 import { Journal, type JournalEntry } from './journal.js';
-import { removeStaleTemps, writeFileDurable } from './state.js';
+import {
+  readRegularFile,
+  removeStaleTemps,
+  writeFileDurable,
+} from './state.js';
 
 const log = logger.child({ module: 'client/agent/outbox' });
 
@@ -77,7 +80,7 @@ function eventOf(entry: JournalEntry): DeviceEvent {
 async function readSent(file: string): Promise<number> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readRegularFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw new ClientError('REPORT', `cannot read ${file}`, { cause: err });

@@ -11,10 +11,13 @@
  * the old record or the new one, never a mix. One agent process owns it.
  */
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { ClientError } from '../errors.js';
 import { logger } from '../log.js';
-import { removeStaleTemps, writeFileDurable } from '../slots/durable.js';
+import {
+  readRegularFile,
+  removeStaleTemps,
+  writeFileDurable,
+} from '../slots/durable.js';
 
 const log = logger.child({ module: 'client/agent/state' });
 
@@ -22,7 +25,11 @@ const log = logger.child({ module: 'client/agent/state' });
 // nothing of the agent (client/slots must not break when the agent does).
 export {
   fsyncDir,
+  openRegular,
+  readRegularFile,
   removeStaleTemps,
+  SAFE_APPEND,
+  SAFE_READ,
   writeFileDurable,
 } from '../slots/durable.js';
 
@@ -139,7 +146,7 @@ export class DeviceState {
   async read(): Promise<DeviceStateRecord> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      text = await readRegularFile(this.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         return { format: 1, deployment: null };

@@ -17,6 +17,7 @@ import { createBootloader } from '../slots/create.js';
 import { SlotInstaller } from '../slots/slot-installer.js';
 import { logger } from '../log.js';
 import { PinnedFetcher } from '../update/pinned-fetcher.js';
+import { chooseUpdate } from '../agent/decide.js';
 import { checkCachedTarget } from '../update/reverify.js';
 import { createUpdater } from '../update/updater.js';
 import { runningVersion, type DeviceConfig } from './config.js';
@@ -87,17 +88,26 @@ export async function openDevice(
   options: {
     onProgress?: (done: number, total: number) => void;
     /**
-     * Check a pending deployment against metadata verified again from the
-     * install step's own root (`install`, which may run apart from the
-     * network step); needs slots.
+     * The command touches no network (install, after-boot, journal), so
+     * root may run it on a state folder another user owns.
      */
-    reverify?: boolean;
+    local?: boolean;
   } = {},
 ): Promise<OpenDevice> {
   const metadataDir = join(config.stateDir, 'metadata');
   const ca = config.ca ? await readFile(config.ca, 'utf8') : undefined;
   const slotsDir = slotsStateDir(config);
   const privilege = await privilegeFor(config.stateDir, slotsDir);
+  if (privilege.dropped && !options.local) {
+    // The network step is the owner's: root parsing what a server sends
+    // is what the split exists to avoid.
+    throw new ClientError(
+      'CONFIG',
+      `${config.stateDir} belongs to uid ${privilege.ownerUid}: run this ` +
+        'command as that user; root runs only install, after-boot, init, ' +
+        'status and journal on it',
+    );
+  }
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   if (slotsDir && !privilege.dropped) {
     await mkdir(slotsDir, { recursive: true, mode: 0o700 });
@@ -178,21 +188,46 @@ export async function openDevice(
       download: { ca, allowHttp: config.allowHttp },
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(versionProblem ? { versionProblem } : {}),
-      ...(options.reverify && slotsDir
+      ...(slotsDir
         ? {
-            verifyPending: (d: Deployment) =>
-              privilege.asRoot(() =>
+            verifyPending: async (d: Deployment) => {
+              if (versionProblem)
+                throw new ClientError('CONFIG', versionProblem);
+              const info = await privilege.asRoot(() =>
                 checkCachedTarget({
                   trustedDir: join(slotsDir, 'trust'),
                   cacheDir: metadataDir,
                   ...(privilege.ownerUid !== undefined
                     ? { cacheOwner: privilege.ownerUid }
                     : {}),
+                  readAs: (read) => privilege.asOwner(read),
                   targetPath: d.targetPath,
                   length: d.length,
                   hashes: d.hashes,
                 }),
-              ),
+              );
+              // What the metadata says, not the record: this device's
+              // own rules must pick the target (hardware, channel, no
+              // step back), and the version noted must be the listed one.
+              const decision = chooseUpdate([info], {
+                hardware: config.hardware,
+                channel: config.channel,
+                version,
+              });
+              if (decision.action !== 'update') {
+                throw new ClientError(
+                  'INTEGRITY',
+                  `this device would not take ${d.targetPath}: ${decision.reason}`,
+                );
+              }
+              if (decision.release.version !== d.version) {
+                throw new ClientError(
+                  'INTEGRITY',
+                  `${d.targetPath} is version ${decision.release.version} in ` +
+                    `the verified metadata, not the recorded ${d.version}`,
+                );
+              }
+            },
           }
         : {}),
     });

@@ -14,7 +14,13 @@ import { ClientError } from '../errors.js';
 import { loadConfig } from './config.js';
 import { playBoot } from '../slots/boot.js';
 import { createBootloader } from '../slots/create.js';
-import { openDevice, readStatus, slotsStateDir } from './device.js';
+import {
+  installerFor,
+  openDevice,
+  readStatus,
+  slotsStateDir,
+} from './device.js';
+import type { BootOutcome } from '../agent/agent.js';
 import { privilegeFor } from './privilege.js';
 import { progressView } from './progress.js';
 import { runService } from './service.js';
@@ -226,7 +232,7 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
     .action(async (_flags: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<Globals>();
       const device = await openDevice(await loadConfig(g.config), {
-        reverify: true,
+        local: true,
       });
       try {
         const result = await device.agent.installPending();
@@ -249,24 +255,44 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
     )
     .action(async (_flags: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<Globals>();
-      const device = await openDevice(await loadConfig(g.config));
+      const config = await loadConfig(g.config);
+      let result: BootOutcome | undefined;
       try {
-        const result = await device.agent.afterBoot();
-        if (!result) {
-          print(io, g.json, { outcome: 'no-slots' }, 'no slots configured');
-          return;
+        const device = await openDevice(config, { local: true });
+        try {
+          result = await device.agent.afterBoot();
+        } finally {
+          await device.close();
         }
-        const words =
-          `${result.outcome}${result.deploymentId ? ` (deployment ${result.deploymentId})` : ''}` +
-          `${result.reason ? `: ${result.reason}` : ''}` +
-          `${result.rebootRequired ? '; reboot required' : ''}`;
-        print(io, g.json, result, words);
-        // The integrator's unit reboots on 4: the device runs a slot it
-        // must leave for its known-good one.
-        if (result.rebootRequired) setCode(4);
-      } finally {
-        await device.close();
+      } catch (err) {
+        if (!config.slots) throw err;
+        // The verdict on a trial must not wait on the state folder (a
+        // held lock, a damaged record): the installer judges from its
+        // own notes and the boot record; the outcome stays noted there
+        // until an after-boot that can journal and report it.
+        io.err(
+          `error: ${err instanceof Error ? err.message : String(err)}; ` +
+            'judging the boot without the state folder\n',
+        );
+        const privilege = await privilegeFor(
+          config.stateDir,
+          slotsStateDir(config),
+        );
+        result = await installerFor(config, privilege).afterBoot!();
+        setCode(1);
       }
+      if (!result) {
+        print(io, g.json, { outcome: 'no-slots' }, 'no slots configured');
+        return;
+      }
+      const words =
+        `${result.outcome}${result.deploymentId ? ` (deployment ${result.deploymentId})` : ''}` +
+        `${result.reason ? `: ${result.reason}` : ''}` +
+        `${result.rebootRequired ? '; reboot required' : ''}`;
+      print(io, g.json, result, words);
+      // The integrator's unit reboots on 4: the device runs a slot it
+      // must leave for its known-good one.
+      if (result.rebootRequired) setCode(4);
     });
 
   program
@@ -357,7 +383,9 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
           `--count ${flags.count}: a whole number from 1`,
         );
       }
-      const device = await openDevice(await loadConfig(g.config));
+      const device = await openDevice(await loadConfig(g.config), {
+        local: true,
+      });
       try {
         const entries = await device.journal.newest(count);
         if (g.json) print(io, true, entries, '');

@@ -12,8 +12,15 @@
  * A process running as root on a state folder root owns, or as any other
  * user, changes nothing: one user for every step still works.
  */
-import { lstat, mkdir } from 'node:fs/promises';
-import { relative, isAbsolute } from 'node:path';
+import { lstat, mkdir, realpath } from 'node:fs/promises';
+import {
+  basename,
+  dirname,
+  isAbsolute,
+  join,
+  relative,
+  resolve,
+} from 'node:path';
 import { ClientError } from '../errors.js';
 
 export interface Privilege {
@@ -40,6 +47,45 @@ function inside(dir: string, path: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
+/** `path` with its existing part resolved through links, the rest as is. */
+async function realpathSoFar(path: string): Promise<string> {
+  const missing: string[] = [];
+  for (let at = resolve(path); ; at = dirname(at)) {
+    try {
+      return join(await realpath(at), ...missing.reverse());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (at === dirname(at)) throw err;
+      missing.push(basename(at));
+    }
+  }
+}
+
+/**
+ * Throws unless `dir` and every folder above it belong to root and no one
+ * else may write them (a sticky folder such as /tmp excepted): otherwise
+ * another user could move the folder away and put their own in its place.
+ */
+async function requireRootOnly(dir: string, named: string): Promise<void> {
+  for (let at = dir; ; at = dirname(at)) {
+    const info = await lstat(at);
+    const sticky = (info.mode & 0o1000) !== 0;
+    const othersWrite = (info.mode & 0o022) !== 0;
+    if (
+      !info.isDirectory() ||
+      info.uid !== 0 ||
+      (othersWrite && !(sticky && at !== dir))
+    ) {
+      throw new ClientError(
+        'CONFIG',
+        `${named} must be a folder root owns that no one else may write, ` +
+          `in folders no one else may change (${at} is not)`,
+      );
+    }
+    if (at === dirname(at)) return;
+  }
+}
+
 /**
  * Settles who this process is for `stateDir`: once per process, since the
  * switch is process-wide. `slotsStateDir` is where the slot installer
@@ -57,15 +103,24 @@ export async function privilegeFor(
     return current;
   }
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const folder = await lstat(stateDir);
-  if (folder.uid === 0) {
-    current = UNCHANGED;
-    return current;
-  }
+  // Judged where the folder really is: a link to it decides nothing.
+  const real = await realpath(stateDir);
+  const folder = await lstat(real);
   if (!folder.isDirectory()) {
     throw new ClientError('CONFIG', `${stateDir} is not a folder`);
   }
-  if (!slotsStateDir || inside(stateDir, slotsStateDir)) {
+  if (folder.uid === 0) {
+    if ((folder.mode & 0o022) !== 0) {
+      throw new ClientError(
+        'CONFIG',
+        `${stateDir} is root's but others may write it: make it 0700, or ` +
+          "give it to the network step's user",
+      );
+    }
+    current = UNCHANGED;
+    return current;
+  }
+  if (!slotsStateDir) {
     throw new ClientError(
       'CONFIG',
       `running as root on ${stateDir}, which uid ${folder.uid} owns: set ` +
@@ -73,14 +128,19 @@ export async function privilegeFor(
         'so the slot installer keeps no note where that user can write',
     );
   }
-  await mkdir(slotsStateDir, { recursive: true, mode: 0o700 });
-  const notes = await lstat(slotsStateDir);
-  if (!notes.isDirectory() || notes.uid !== 0 || (notes.mode & 0o022) !== 0) {
+  // Judged before anything is made there: root must not make a folder
+  // inside one the other user can change.
+  const notes = await realpathSoFar(slotsStateDir);
+  if (inside(real, notes)) {
     throw new ClientError(
       'CONFIG',
-      `${slotsStateDir} must be a folder root owns that no one else may write`,
+      `running as root on ${stateDir}, which uid ${folder.uid} owns: set ` +
+        '"slots.stateDir" to a folder root owns, outside the state folder ' +
+        `(${slotsStateDir} is inside it)`,
     );
   }
+  await mkdir(notes, { recursive: true, mode: 0o700 });
+  await requireRootOnly(notes, slotsStateDir);
   const groups = process.getgroups?.() ?? [0];
   const { uid, gid } = folder;
   const drop = () => {

@@ -9,7 +9,8 @@
  * The lock file is created whole with O_EXCL and names its pid. A lock
  * whose pid is gone was left by a crash or a power cut and is taken over.
  */
-import { open, readFile, unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
+import { readRegularFile } from '../agent/state.js';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 
@@ -40,7 +41,7 @@ export async function lockStateDir(
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const text = await readFile(path, 'utf8').catch(() => '');
+    const text = await readRegularFile(path).catch(() => '');
     const pid = Number(text.trim());
     if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) {
       throw new ClientError(

@@ -93,7 +93,12 @@ export async function afterBoot(
   }
 
   if (record.trial && record.active === running) {
-    await options.onTrialBoot?.();
+    // Saying so is the agent's business; it never holds up the verdict.
+    await options
+      .onTrialBoot?.()
+      .catch((err: unknown) =>
+        log.error({ err: messageOf(err) }, 'could not record the trial boot'),
+      );
     return { ...base, ...(await endTrial(options, record)) };
   }
   if (fault) {

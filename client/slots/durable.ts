@@ -16,6 +16,48 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+/**
+ * Opening flags for files in a folder another user may change: never
+ * through a link at the last step, never waiting on a FIFO (a FIFO opened
+ * to write with no reader fails at once; one opened to read is refused by
+ * its type below).
+ */
+export const SAFE_READ =
+  constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+export const SAFE_APPEND =
+  constants.O_WRONLY |
+  constants.O_APPEND |
+  constants.O_CREAT |
+  constants.O_NOFOLLOW |
+  constants.O_NONBLOCK;
+
+/** Opens `path` with `flags`; throws unless it is a regular file. */
+export async function openRegular(
+  path: string,
+  flags: number,
+  mode?: number,
+): Promise<FileHandle> {
+  const handle = await open(path, flags, mode);
+  const info = await handle.stat();
+  if (!info.isFile()) {
+    await handle.close();
+    throw Object.assign(new Error(`${path} is not a regular file`), {
+      code: 'ENOTREGULAR',
+    });
+  }
+  return handle;
+}
+
+/** A regular file's text, read with SAFE_READ. */
+export async function readRegularFile(path: string): Promise<string> {
+  const handle = await openRegular(path, SAFE_READ);
+  try {
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Makes renames and new names in `dir` durable. */
 export async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY);

@@ -15,6 +15,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { TargetFile } from '@tufjs/models';
 import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { ClientError } from '../errors.js';
@@ -32,14 +33,20 @@ const CACHE_URL = 'https://cached-metadata.invalid/metadata';
 export class CacheFetcher implements Fetcher {
   readonly #dir: string;
   readonly #owner: number | undefined;
+  readonly #readAs: <T>(read: () => Promise<T>) => Promise<T>;
 
   /**
    * `owner`, when given, is the uid every cached file must belong to: a
    * hard link to another user's file placed in the cache is refused.
    */
-  constructor(metadataDir: string, owner?: number) {
+  constructor(
+    metadataDir: string,
+    owner?: number,
+    readAs: <T>(read: () => Promise<T>) => Promise<T> = (read) => read(),
+  ) {
     this.#dir = metadataDir;
     this.#owner = owner;
+    this.#readAs = readAs;
   }
 
   #file(url: string): string {
@@ -52,7 +59,13 @@ export class CacheFetcher implements Fetcher {
     return join(this.#dir, name.replace(/^\d+\./, ''));
   }
 
-  async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+  downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+    // With the owner's rights when given: the kernel then refuses what
+    // the owner could not read, whatever link or race sits in the folder.
+    return this.#readAs(() => this.#read(url, maxLength));
+  }
+
+  async #read(url: string, maxLength: number): Promise<Buffer> {
     const file = this.#file(url);
     // The folder is another user's: never through a link, never a FIFO
     // (which would hold the open), only a regular file of the owner's.
@@ -109,20 +122,22 @@ export interface CachedTargetCheck {
   cacheDir: string;
   /** The uid its files must belong to, when that is another user. */
   cacheOwner?: number;
+  /** Runs each read of the cache, e.g. with the owner's rights. */
+  readAs?: <T>(read: () => Promise<T>) => Promise<T>;
   targetPath: string;
   length: number;
   hashes: Record<string, string>;
 }
 
 /**
- * Resolves when the verified metadata lists `targetPath` with exactly the
- * given length and hashes. Throws `ClientError('INTEGRITY')` when it lists
- * something else or nothing; any other error (expired metadata, a cache
- * that does not verify) is for a later try.
+ * The target as the verified metadata lists it at `targetPath`, when that
+ * has exactly the given length and hashes. Throws `ClientError('INTEGRITY')`
+ * when it lists something else or nothing; any other error (expired
+ * metadata, a cache that does not verify) is for a later try.
  */
 export async function checkCachedTarget(
   check: CachedTargetCheck,
-): Promise<void> {
+): Promise<TargetFile> {
   const root = await lstat(join(check.trustedDir, 'root.json')).catch(
     () => undefined,
   );
@@ -136,7 +151,7 @@ export async function checkCachedTarget(
   const updater = createUpdater({
     metadataDir: check.trustedDir,
     metadataBaseUrl: CACHE_URL,
-    fetcher: new CacheFetcher(check.cacheDir, check.cacheOwner),
+    fetcher: new CacheFetcher(check.cacheDir, check.cacheOwner, check.readAs),
   });
   await updater.refresh();
   const info = await updater.getTargetInfo(check.targetPath);
@@ -164,4 +179,5 @@ export async function checkCachedTarget(
         `${listed.join(', ')})`,
     );
   }
+  return info;
 }

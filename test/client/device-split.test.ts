@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import {
   chmod,
   chown,
@@ -19,6 +19,7 @@ import {
   mkdir,
   readdir,
   readFile,
+  rm,
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -189,6 +190,16 @@ describe('tufota-device split between an unprivileged network step and root', fu
     assert.match(status.out, /^awaiting-reboot/, status.err);
 
     assert.match((await device(config, ['boot'])).out, /booted slot b/);
+    // nobody holds the state folder's lock under a pid that lives for
+    // ever: the trial is judged all the same, from root's own notes.
+    const lock = join(home, 'state', 'agent.lock');
+    await writeFile(lock, '1\n');
+    await chown(lock, NOBODY.uid, NOBODY.gid);
+    const blocked = await device(config, ['after-boot']);
+    assert.equal(blocked.code, 1, blocked.out + blocked.err);
+    assert.match(blocked.err, /another tufota-device \(pid 1\)/);
+    assert.match(blocked.out, /trial-passed-committed/);
+    await rm(lock);
     const judged = await device(config, ['after-boot']);
     assert.equal(judged.code, 0, judged.out + judged.err);
     assert.match(judged.out, /trial-passed-committed/);
@@ -269,6 +280,82 @@ describe('tufota-device split between an unprivileged network step and root', fu
     assert.equal(refused.code, 1, refused.out + refused.err);
     assert.match(refused.out, /does not match the verified metadata/);
     assert.ok((await readFile(join(home, 'slot-a'))).equals(slotA));
+  });
+
+  it('installs only what this device would choose, at the version the metadata gives', async () => {
+    const statePath = join(home, 'state', 'state.json');
+    // A taken-over network step records listed, signed targets with
+    // their true bytes: one this device must not take, one misnamed.
+    const forge = async (
+      targetPath: string,
+      bytes: Buffer,
+      version: string,
+    ) => {
+      const record = JSON.parse(await readFile(statePath, 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      const id = randomUUID();
+      const now = new Date().toISOString();
+      const digest = (name: string) =>
+        createHash(name).update(bytes).digest('hex');
+      record.deployment = {
+        id,
+        targetPath,
+        length: bytes.length,
+        hashes: { sha256: digest('sha256'), sha512: digest('sha512') },
+        version,
+        fromVersion: '1.1.0',
+        phase: 'installing',
+        startedAt: now,
+        updatedAt: now,
+      };
+      await writeFile(statePath, JSON.stringify(record));
+      const image = join(home, 'state', 'images', `${id}.img`);
+      await writeFile(image, bytes);
+      for (const file of [statePath, image]) {
+        await chown(file, NOBODY.uid, NOBODY.gid);
+      }
+    };
+    const slotA = await readFile(join(home, 'slot-a'));
+    await forge('images/fw-1.1.0.img', Buffer.alloc(100_000, 0x11), '1.1.0');
+    const back = await device(config, ['install']);
+    assert.equal(back.code, 1, back.out + back.err);
+    assert.match(
+      back.out,
+      /this device would not take images\/fw-1\.1\.0\.img/,
+    );
+    await forge('images/fw-1.2.0.img', Buffer.alloc(90_000, 0x12), '9.9.9');
+    const renamed = await device(config, ['install']);
+    assert.equal(renamed.code, 1, renamed.out + renamed.err);
+    assert.match(
+      renamed.out,
+      /is version 1\.2\.0 in the verified metadata, not the recorded 9\.9\.9/,
+    );
+    assert.ok((await readFile(join(home, 'slot-a'))).equals(slotA));
+
+    // The network step's own commands are not root's on nobody's folder.
+    const asRoot = await device(config, ['check']);
+    assert.equal(asRoot.code, 1, asRoot.out);
+    assert.match(asRoot.err, /run this command as that user/);
+    assert.deepEqual(await ownedByOthers(join(home, 'state'), NOBODY.uid), []);
+  });
+
+  it('refuses a state folder root owns that others may write', async () => {
+    const shared = join(home, 'shared-state');
+    await mkdir(shared);
+    await chmod(shared, 0o770);
+    const file = join(home, 'shared.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        ...slotDeviceConfig(home, server, 'split-1'),
+        stateDir: 'shared-state',
+      }),
+    );
+    const refused = await device(file, ['after-boot']);
+    assert.equal(refused.code, 1, refused.out);
+    assert.match(refused.err, /is root's but others may write it/);
   });
 
   it('refuses to act as root on a folder nobody owns unless the slot notes live apart', async () => {

@@ -6,6 +6,8 @@
  *
  * Usage: crash-writer.ts journal DIR MAX_BYTES FILES PAD
  *        crash-writer.ts state FILE
+ *        crash-writer.ts full DIR   (under a file size limit: two appends
+ *                                    past it, each outcome printed)
  */
 import { Journal } from '../../../client/agent/journal.js';
 import { DeviceState } from '../../../client/agent/state.js';
@@ -16,7 +18,17 @@ const [mode, path, ...rest] = process.argv.slice(2);
 // this process before the next write begins.
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-if (mode === 'journal') {
+if (mode === 'full') {
+  const journal = await Journal.open({ dir: path });
+  for (let i = 0; i < 2; i++) {
+    await journal.append('tick', { pad: 'x'.repeat(4096) }).then(
+      (e) => say(`ok ${e.seq}`),
+      (err: Error) => say(`error ${err.message}`),
+    );
+  }
+  say(`lastSeq ${journal.lastSeq}`);
+  await journal.close();
+} else if (mode === 'journal') {
   const [maxBytes, files, pad] = rest.map(Number);
   const journal = await Journal.open({ dir: path, maxBytes, files });
   say(`open ${journal.lastSeq}`);

@@ -3,7 +3,8 @@
  * damaged, never torn by a writer killed with SIGKILL.
  */
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   DeviceState,
@@ -93,6 +94,23 @@ describe('DeviceState', () => {
         await assert.rejects(state.read(), isStateError);
       });
     }
+  });
+
+  describe('#read, on a folder another user may change', () => {
+    it('refuses a FIFO or a link in place of the record, without waiting', async () => {
+      const state = await DeviceState.open(path);
+      execFileSync('mkfifo', [path]);
+      await assert.rejects(state.read(), /cannot read/);
+      await rm(path);
+      const elsewhere = join(dir, 'elsewhere.json');
+      await writeFile(
+        elsewhere,
+        JSON.stringify({ format: 1, deployment: null }),
+      );
+      await symlink(elsewhere, path);
+      await assert.rejects(state.read(), /cannot read/);
+      await rm(path);
+    });
   });
 
   describe('#setPhase', () => {
