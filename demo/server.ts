@@ -4,7 +4,7 @@
  * and the admin API called as a release engineer's script would, trusting
  * only the repository's private CA.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { access, open, readdir, stat } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -83,35 +83,50 @@ const STOP_GRACE_MS = 10_000;
 /** No admin API call of the demo takes long; one that does is stuck. */
 const API_TIMEOUT_MS = 60_000;
 
+let pdeathsig: boolean | undefined;
+
+/** Whether `setpriv --pdeathsig` works here (Linux, util-linux 2.33+). */
+function hasPdeathsig(): boolean {
+  pdeathsig ??=
+    spawnSync('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], {
+      stdio: 'ignore',
+    }).status === 0;
+  return pdeathsig;
+}
+
 /** Starts `tufota serve` on a free port of 127.0.0.1; resolves once it listens. */
 export async function startServer(files: ServerFiles): Promise<DemoServer> {
   const logFile = await open(files.log, 'a', 0o600);
   let child: ChildProcess;
   try {
-    child = spawn(
+    const serve = [
       process.execPath,
-      [
-        TUFOTA_BIN,
-        '--dir',
-        files.repo,
-        '--keys',
-        files.keys,
-        '--passphrase-file',
-        files.passphraseFile,
-        '--json',
-        'serve',
-        '--tls-dir',
-        files.tls,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-      ],
-      {
-        env: { ...process.env, TUFOTA_LOG: 'info' },
-        stdio: ['ignore', 'pipe', logFile.fd],
-      },
-    );
+      TUFOTA_BIN,
+      '--dir',
+      files.repo,
+      '--keys',
+      files.keys,
+      '--passphrase-file',
+      files.passphraseFile,
+      '--json',
+      'serve',
+      '--tls-dir',
+      files.tls,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+    ];
+    // Where util-linux's setpriv can ask the kernel for it, the server
+    // gets SIGTERM when the demo dies, even by SIGKILL, instead of being
+    // left running with the online keys open.
+    const command = hasPdeathsig()
+      ? ['setpriv', '--pdeathsig', 'TERM', '--', ...serve]
+      : serve;
+    child = spawn(command[0], command.slice(1), {
+      env: { ...process.env, TUFOTA_LOG: 'info' },
+      stdio: ['ignore', 'pipe', logFile.fd],
+    });
   } finally {
     // The child holds its own copy of the descriptor.
     await logFile.close();
