@@ -28,6 +28,7 @@ import {
   chooseUpdate,
   compareVersions,
   parseVersion,
+  type Decision,
   type DeviceFacts,
 } from './decide.js';
 import { TEXT_LIMITS, type DeviceEventType } from './events.js';
@@ -178,25 +179,42 @@ function effectiveFacts(
 }
 
 /**
- * `candidates` without the target of the last deployment if it was
- * committed, fell back, or failed to install: such a target is not taken
- * again by itself, only a new release (or an operator) moves the device.
- * A failed download is tried again: the fault may have been the
- * network's or a lying server's, not the image's.
+ * The decision for this device. The last deployment's target, when it was
+ * committed, fell back, or failed to install, is not taken again by
+ * itself: only a new release (or an operator) moves the device on. It
+ * still counts as listed, so an older release beside it is never taken
+ * in its stead (that would step back and forth between the two). A failed
+ * download is tried again: the fault may have been the network's or a
+ * lying server's, not the image's.
  */
-function notDone<T extends TargetFile>(
+function decide<T extends TargetFile>(
   candidates: T[],
   deployment: Deployment | null,
-): T[] {
-  const done =
-    deployment &&
-    (deployment.phase === 'committed' ||
-      deployment.phase === 'rolled-back' ||
-      (deployment.phase === 'failed' && deployment.failedStep === 'install'))
-      ? targetIdentity(deployment.hashes)
-      : undefined;
-  if (done === undefined) return candidates;
-  return candidates.filter((c) => targetIdentity(c.hashes) !== done);
+  facts: DeviceFacts,
+): Decision<T> {
+  const decision = chooseUpdate(candidates, effectiveFacts(facts, deployment));
+  if (decision.action !== 'update' || !deployment) return decision;
+  const ended =
+    deployment.phase === 'committed'
+      ? 'is installed here'
+      : deployment.phase === 'rolled-back'
+        ? 'rolled back here'
+        : deployment.phase === 'failed' && deployment.failedStep === 'install'
+          ? 'failed to install here'
+          : undefined;
+  if (
+    ended === undefined ||
+    targetIdentity(decision.target.hashes) !== targetIdentity(deployment.hashes)
+  ) {
+    return decision;
+  }
+  return {
+    action: 'none',
+    reason:
+      `${decision.release.version} ${ended} (deployment ${deployment.id}); ` +
+      'waiting for a newer release',
+    skipped: decision.skipped,
+  };
 }
 
 /** One text per image whatever case or order its hashes are listed in. */
@@ -318,10 +336,7 @@ export class Agent {
     await updater.refresh();
     const candidates = await listTargets(updater, this.#o.prefix ?? 'images/');
     const { deployment } = await this.#o.state.read();
-    const decision = chooseUpdate(
-      notDone(candidates, deployment),
-      effectiveFacts(this.#o.facts, deployment),
-    );
+    const decision = decide(candidates, deployment, this.#o.facts);
     if (decision.action === 'none') {
       return { ok: false, reason: `nothing to defer: ${decision.reason}` };
     }
@@ -489,10 +504,7 @@ export class Agent {
       return { outcome: 'refused', stage: 'metadata', reason };
     }
 
-    const decision = chooseUpdate(
-      notDone(candidates, deployment),
-      effectiveFacts(this.#o.facts, deployment),
-    );
+    const decision = decide(candidates, deployment, this.#o.facts);
     if (decision.action === 'none') {
       await this.#o.journal.append('checked', {
         reason: decision.reason,

@@ -451,7 +451,21 @@ describe('tufota-device', () => {
     assert.match((await dev('status')).out, /^committed: images\/fw-1\.3\.0/);
     for (let i = 0; i < 2; i++) {
       const again = await dev('check');
-      assert.match(again.out, /^up-to-date: .*running 1\.3\.0/, again.out);
+      assert.match(again.out, /^up-to-date: already runs 1\.3\.0/, again.out);
+    }
+    // An older release that allows a downgrade is still not newer than
+    // the newest one listed, which is installed here.
+    await releaseImage(
+      t,
+      'images/fw-1.2.0.img',
+      Buffer.from('image of 1.2.0, may replace newer'.repeat(50)),
+      { version: '1.2.0', hardware: ['board-a'], downgrade: true },
+    );
+    await waitUntilServed(t, server);
+    for (let i = 0; i < 2; i++) {
+      const again = await dev('check');
+      assert.match(again.out, /^up-to-date: /, again.out);
+      assert.match((await dev('status')).out, /^committed: images\/fw-1\.3\.0/);
     }
   });
 });
