@@ -13,7 +13,13 @@ import { BOOTLOADERS, type BootloaderKind } from './device.js';
 import { runJourney, STEP_COUNT } from './journey.js';
 
 const USAGE =
-  'usage: npm run demo [-- [--out DIR] [--bootloader file|grub|uboot]]\n';
+  'usage: npm run demo [-- [--out DIR] [--bootloader file|grub|uboot]]\n' +
+  '  Runs the whole job: a repository, tufota serve over HTTPS, ext4\n' +
+  '  firmware images and a device on A/B slots that installs, commits,\n' +
+  '  falls back and refuses a tampered image.\n' +
+  '  --out DIR        a new or empty folder (default: a new temporary one)\n' +
+  "  --bootloader B   the device's boot record: file (default), grub\n" +
+  '                   (grub-editenv) or uboot (fw_setenv)\n';
 
 function usage(problem: string): never {
   process.stderr.write(`demo: ${problem}\n${USAGE}`);
@@ -124,7 +130,7 @@ const summary = [
   `  server log      ${p.serverLog}`,
   `  firmware        ${p.images}`,
   `  device          ${p.deviceConfig}`,
-  `  device journal  ${p.journal}`,
+  `  device journal  ${p.journal}/journal.jsonl`,
   `Remove the folder when done: rm -rf ${p.base}`,
 ];
 for (const line of summary) show(line, '');

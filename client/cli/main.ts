@@ -131,8 +131,14 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
           if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
           throw new ClientError(
             'CONFIG',
-            `cannot write ${target}: run init with the rights of the ` +
-              'install step (root), which keeps a trusted root of its own',
+            place.asRoot
+              ? `cannot write ${target}: run init with the rights of the ` +
+                  'install step (root), which keeps a trusted root of its own'
+              : `cannot write ${target}` +
+                  (privilege.dropped
+                    ? ` as the state folder's owner (uid ${privilege.ownerUid}):` +
+                      ' everything inside it must be theirs (chown -R)'
+                    : ''),
           );
         });
         (done ? installed : kept).push(target);
