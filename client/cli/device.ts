@@ -193,7 +193,7 @@ export async function openDevice(
             verifyPending: async (d: Deployment) => {
               if (versionProblem)
                 throw new ClientError('CONFIG', versionProblem);
-              const info = await privilege.asRoot(() =>
+              const view = await privilege.asRoot(() =>
                 checkCachedTarget({
                   trustedDir: join(slotsDir, 'trust'),
                   cacheDir: metadataDir,
@@ -207,9 +207,10 @@ export async function openDevice(
                 }),
               );
               // What the metadata says, not the record: this device's
-              // own rules must pick the target (hardware, channel, no
-              // step back), and the version noted must be the listed one.
-              const decision = chooseUpdate([info], {
+              // own rules, over every release the verified view lists,
+              // must pick this very target (hardware, channel, the newest,
+              // no step back), at the version the metadata gives.
+              const decision = chooseUpdate(view.listed, {
                 hardware: config.hardware,
                 channel: config.channel,
                 version,
@@ -218,6 +219,13 @@ export async function openDevice(
                 throw new ClientError(
                   'INTEGRITY',
                   `this device would not take ${d.targetPath}: ${decision.reason}`,
+                );
+              }
+              if (decision.target.path !== view.target.path) {
+                throw new ClientError(
+                  'INTEGRITY',
+                  `this device would take ${decision.target.path}, not ` +
+                    `${d.targetPath}: ${decision.reason}`,
                 );
               }
               if (decision.release.version !== d.version) {

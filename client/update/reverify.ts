@@ -19,6 +19,7 @@ import type { TargetFile } from '@tufjs/models';
 import type { Fetcher } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { ClientError } from '../errors.js';
+import { listTargets } from './listing.js';
 import { createUpdater } from './updater.js';
 
 /** Stands in for the metadata URL; nothing is ever fetched from it. */
@@ -127,6 +128,16 @@ export interface CachedTargetCheck {
   targetPath: string;
   length: number;
   hashes: Record<string, string>;
+  /** Where releases live; a path elsewhere is refused. Default `images/`. */
+  prefix?: string;
+}
+
+/** What the install step's own view holds. */
+export interface CachedView {
+  /** The recorded target, as the verified metadata lists it. */
+  target: TargetFile;
+  /** Every verified target under the prefix, for the device's own choice. */
+  listed: TargetFile[];
 }
 
 /**
@@ -137,7 +148,14 @@ export interface CachedTargetCheck {
  */
 export async function checkCachedTarget(
   check: CachedTargetCheck,
-): Promise<TargetFile> {
+): Promise<CachedView> {
+  const prefix = check.prefix ?? 'images/';
+  if (!check.targetPath.startsWith(prefix)) {
+    throw new ClientError(
+      'INTEGRITY',
+      `${check.targetPath} is not a release: releases live under ${prefix}`,
+    );
+  }
   const root = await lstat(join(check.trustedDir, 'root.json')).catch(
     () => undefined,
   );
@@ -179,5 +197,5 @@ export async function checkCachedTarget(
         `${listed.join(', ')})`,
     );
   }
-  return info;
+  return { target: info, listed: await listTargets(updater, prefix) };
 }

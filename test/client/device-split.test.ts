@@ -323,7 +323,7 @@ describe('tufota-device split between an unprivileged network step and root', fu
     assert.equal(back.code, 1, back.out + back.err);
     assert.match(
       back.out,
-      /this device would not take images\/fw-1\.1\.0\.img/,
+      /would take images\/fw-1\.2\.0\.img, not images\/fw-1\.1\.0\.img/,
     );
     await forge('images/fw-1.2.0.img', Buffer.alloc(90_000, 0x12), '9.9.9');
     const renamed = await device(config, ['install']);
@@ -331,6 +331,33 @@ describe('tufota-device split between an unprivileged network step and root', fu
     assert.match(
       renamed.out,
       /is version 1\.2\.0 in the verified metadata, not the recorded 9\.9\.9/,
+    );
+    // A newer release than what runs, but not the one this device would
+    // take: 1.3.0 is listed too.
+    const repo = await t.open();
+    try {
+      const source = join(t.base, 'fw-1.3.0');
+      await writeFile(source, Buffer.alloc(80_000, 0x13));
+      await repo.addTargets([
+        {
+          source,
+          path: 'images/fw-1.3.0.img',
+          custom: { version: '1.3.0', hardware: ['board-a'] },
+        },
+      ]);
+      await publish(repo);
+    } finally {
+      await repo.close();
+    }
+    await waitUntilServed(t, server);
+    const fetched = await device(config, ['check', '--download-only'], NOBODY);
+    assert.match(fetched.out, /downloaded and verified/, fetched.out);
+    await forge('images/fw-1.2.0.img', Buffer.alloc(90_000, 0x12), '1.2.0');
+    const older = await device(config, ['install']);
+    assert.equal(older.code, 1, older.out + older.err);
+    assert.match(
+      older.out,
+      /would take images\/fw-1\.3\.0\.img, not images\/fw-1\.2\.0\.img/,
     );
     assert.ok((await readFile(join(home, 'slot-a'))).equals(slotA));
 

@@ -116,13 +116,14 @@ describe('checkCachedTarget', () => {
       () => check(dir, {}, other),
       () => check(dir, { length: listed.length + 1 }),
       () => check(dir, { targetPath: 'images/fw-9.9.9.img' }),
+      () => check(dir, { targetPath: 'rollouts/plan.json' }),
     ]) {
       await assert.rejects(
         attempt(),
         (err: unknown) =>
           err instanceof ClientError &&
           err.code === 'INTEGRITY' &&
-          /verified metadata/.test(err.message),
+          /verified metadata|is not a release/.test(err.message),
       );
     }
   });
