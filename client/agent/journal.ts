@@ -95,9 +95,22 @@ function parseLine(line: Buffer): JournalEntry | undefined {
 async function openIfExists(
   path: string,
   flags: number,
+  maxSize: number,
 ): Promise<FileHandle | undefined> {
   try {
-    return await openRegular(path, flags);
+    const handle = await openRegular(path, flags);
+    // Rotation keeps every file near maxBytes: a larger one (a sparse
+    // file of terabytes, say) was not written here, and reading back
+    // through it for the last line would take hours.
+    const { size } = await handle.stat();
+    if (size > maxSize) {
+      await handle.close();
+      throw new ClientError(
+        'JOURNAL',
+        `${path} is ${size} bytes, more than this journal ever writes`,
+      );
+    }
+    return handle;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -142,8 +155,11 @@ async function* linesBackwards(handle: FileHandle): AsyncGenerator<Buffer> {
 }
 
 /** The entries of one file, oldest first, skipping lines that are not. */
-async function readEntries(path: string): Promise<JournalEntry[]> {
-  const handle = await openIfExists(path, SAFE_READ);
+async function readEntries(
+  path: string,
+  maxSize: number,
+): Promise<JournalEntry[]> {
+  const handle = await openIfExists(path, SAFE_READ, maxSize);
   if (!handle) return [];
   const entries: JournalEntry[] = [];
   let bad = 0;
@@ -211,6 +227,11 @@ export class Journal {
     return journal;
   }
 
+  /** The largest file rotation lets this journal write. */
+  private get maxFileBytes(): number {
+    return this.maxBytes + MAX_ENTRY_BYTES;
+  }
+
   /** The seq of the newest entry; 0 for an empty journal. */
   get lastSeq(): number {
     return this.seq;
@@ -262,6 +283,7 @@ export class Journal {
     const handle = await openIfExists(
       this.path(0),
       constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      this.maxFileBytes,
     );
     if (!handle) return;
     try {
@@ -303,7 +325,11 @@ export class Journal {
   /** The highest seq in the newest file that holds an entry. */
   private async recoverSeq(): Promise<number> {
     for (let i = 0; i < this.files; i++) {
-      const handle = await openIfExists(this.path(i), SAFE_READ);
+      const handle = await openIfExists(
+        this.path(i),
+        SAFE_READ,
+        this.maxFileBytes,
+      );
       if (!handle) continue;
       try {
         for await (const line of linesBackwards(handle)) {
@@ -429,7 +455,10 @@ export class Journal {
   ): Promise<JournalEntry[]> {
     let found: JournalEntry[] = [];
     for (let i = 0; i < this.files; i++) {
-      found = [...(await readEntries(this.path(i))), ...found];
+      found = [
+        ...(await readEntries(this.path(i), this.maxFileBytes)),
+        ...found,
+      ];
       if (found.length > 0 && enough(found)) break;
     }
     return found;

@@ -9,7 +9,11 @@ import { Agent, PROGRESS_FILE, type Installer } from '../agent/agent.js';
 import { FolderInstaller } from '../agent/folder-installer.js';
 import { Journal } from '../agent/journal.js';
 import { DeferralStore, defaultPreconditions } from '../agent/preconditions.js';
-import { DeviceState, type Deployment } from '../agent/state.js';
+import {
+  DeviceState,
+  readRegularFile,
+  type Deployment,
+} from '../agent/state.js';
 import { Reporter } from '../agent/reporter.js';
 import { ClientError } from '../errors.js';
 import { slotFromCmdline } from '../slots/boot.js';
@@ -292,7 +296,7 @@ export async function readStatus(config: DeviceConfig): Promise<DeviceStatus> {
   if (deployment.phase === 'downloading') {
     try {
       const raw = JSON.parse(
-        await readFile(join(config.stateDir, PROGRESS_FILE), 'utf8'),
+        await readRegularFile(join(config.stateDir, PROGRESS_FILE)),
       ) as { deploymentId?: string; done?: number; total?: number };
       if (
         raw.deploymentId === deployment.id &&

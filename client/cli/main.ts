@@ -40,13 +40,25 @@ interface Globals {
   json?: boolean;
 }
 
+/**
+ * Control characters shown as `\xNN`: the words quote what a server or
+ * the state folder held, which must not drive the reader's terminal.
+ */
+function plain(text: string): string {
+  return text.replace(
+    // eslint-disable-next-line no-control-regex -- finding them is the point
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
 function print(
   io: DeviceIO,
   json: boolean | undefined,
   value: unknown,
   words: string,
 ): void {
-  io.out(json ? `${JSON.stringify(value, null, 2)}\n` : `${words}\n`);
+  io.out(json ? `${JSON.stringify(value, null, 2)}\n` : `${plain(words)}\n`);
 }
 
 /** A duration such as 30s, 90m, 12h or 3d, in milliseconds. */
@@ -82,6 +94,9 @@ function parseUntil(value: string, now: Date): Date {
   }
   return new Date(at);
 }
+
+/** How long after-boot waits for the state folder before judging alone. */
+const STATE_OPEN_MS = 30_000;
 
 function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
   const program = new Command('tufota-device')
@@ -263,8 +278,36 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
       const g = cmd.optsWithGlobals<Globals>();
       const config = await loadConfig(g.config);
       let result: BootOutcome | undefined;
+      let stuck = false;
       try {
-        const device = await openDevice(config, { local: true });
+        // The state folder is another user's in a split: whatever it
+        // holds may not keep the verdict waiting.
+        const opening = openDevice(config, { local: true });
+        const device = await new Promise<Awaited<typeof opening>>(
+          (resolve, reject) => {
+            const timer = setTimeout(() => {
+              stuck = true;
+              // Closed when it does open, so its lock goes with it.
+              void opening.then((d) => d.close()).catch(() => undefined);
+              reject(
+                new ClientError(
+                  'STATE',
+                  `the state folder did not open in ${STATE_OPEN_MS / 1000} s`,
+                ),
+              );
+            }, STATE_OPEN_MS);
+            opening.then(
+              (d) => {
+                clearTimeout(timer);
+                resolve(d);
+              },
+              (err: unknown) => {
+                clearTimeout(timer);
+                reject(err instanceof Error ? err : new Error(String(err)));
+              },
+            );
+          },
+        );
         try {
           result = await device.agent.afterBoot();
         } finally {
@@ -286,6 +329,9 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
         );
         result = await installerFor(config, privilege).afterBoot!();
         setCode(1);
+        // What hung may still hold the event loop: leave once the verdict
+        // is printed and the exit code set.
+        if (stuck) setTimeout(() => process.exit(), 2000);
       }
       if (!result) {
         print(io, g.json, { outcome: 'no-slots' }, 'no slots configured');
@@ -339,7 +385,10 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
     )
     .action(async (_flags: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals<Globals>();
-      const status = await readStatus(await loadConfig(g.config));
+      const config = await loadConfig(g.config);
+      // Root reads another user's folder with that user's rights.
+      await privilegeFor(config.stateDir, slotsStateDir(config));
+      const status = await readStatus(config);
       const d = status.deployment;
       const words = !d
         ? 'idle'
@@ -398,7 +447,9 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
         else {
           for (const e of entries) {
             const { seq, time, event, ...rest } = e;
-            io.out(`${seq} ${time} ${event} ${JSON.stringify(rest)}\n`);
+            io.out(
+              `${plain(`${seq} ${time} ${event}`)} ${JSON.stringify(rest)}\n`,
+            );
           }
         }
       } finally {

@@ -131,12 +131,12 @@ export async function privilegeFor(
   // Judged before anything is made there: root must not make a folder
   // inside one the other user can change.
   const notes = await realpathSoFar(slotsStateDir);
-  if (inside(real, notes)) {
+  if (inside(real, notes) || inside(notes, real)) {
     throw new ClientError(
       'CONFIG',
       `running as root on ${stateDir}, which uid ${folder.uid} owns: set ` +
-        '"slots.stateDir" to a folder root owns, outside the state folder ' +
-        `(${slotsStateDir} is inside it)`,
+        '"slots.stateDir" to a folder root owns, apart from the state ' +
+        `folder (${slotsStateDir} and ${stateDir} lie one in the other)`,
     );
   }
   await mkdir(notes, { recursive: true, mode: 0o700 });

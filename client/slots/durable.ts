@@ -48,10 +48,23 @@ export async function openRegular(
   return handle;
 }
 
-/** A regular file's text, read with SAFE_READ. */
-export async function readRegularFile(path: string): Promise<string> {
+/**
+ * A regular file's text, read with SAFE_READ, refused past `maxBytes`
+ * (the small records kept in a state folder are far below the default).
+ */
+export async function readRegularFile(
+  path: string,
+  maxBytes = 1024 * 1024,
+): Promise<string> {
   const handle = await openRegular(path, SAFE_READ);
   try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) {
+      throw Object.assign(
+        new Error(`${path} is ${size} bytes, more than ${maxBytes} allowed`),
+        { code: 'ETOOBIG' },
+      );
+    }
     return await handle.readFile('utf8');
   } finally {
     await handle.close();

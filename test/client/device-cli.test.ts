@@ -468,4 +468,40 @@ describe('tufota-device', () => {
       assert.match((await dev('status')).out, /^committed: images\/fw-1\.3\.0/);
     }
   });
+  it('prints what the state folder holds without handing control characters to the terminal', async () => {
+    const home3 = await tempDir('tufota-escapes-');
+    const base = JSON.parse(await readFile(config, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const file = join(home3, 'device.json');
+    await writeFile(join(home3, 'version'), '1.0.0\n');
+    await writeFile(file, JSON.stringify(base));
+    await mkdir(join(home3, 'state'));
+    const now = new Date().toISOString();
+    await writeFile(
+      join(home3, 'state', 'state.json'),
+      JSON.stringify({
+        format: 1,
+        deployment: {
+          id: '0a0b0c0d-0000-4000-8000-000000000001',
+          targetPath: 'images/\u001b]0;owned\u0007fw.img',
+          length: 1,
+          hashes: { sha256: 'ab'.repeat(32) },
+          version: '1.1.0\u001b[2J',
+          fromVersion: '1.0.0',
+          phase: 'committed',
+          startedAt: now,
+          updatedAt: now,
+        },
+      }),
+    );
+    const status = await device(['--config', file, 'status']);
+    assert.equal(status.code, 0, status.err);
+    assert.ok(!status.out.includes('\u001b') && !status.out.includes('\u0007'));
+    assert.match(
+      status.out,
+      /images\/\\x1b\]0;owned\\x07fw\.img 1\.1\.0\\x1b\[2J/,
+    );
+  });
 });

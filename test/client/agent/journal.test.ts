@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import {
   appendFile,
+  open,
   readFile,
   readdir,
   stat,
@@ -132,6 +133,20 @@ describe('Journal', () => {
       assert.match(out[0], /^error .*cannot append to the journal/);
       assert.match(out[1], /^error .*cannot append to the journal/);
       assert.equal(out[2], 'lastSeq 0');
+    });
+  });
+
+  describe('on a folder another user may change', () => {
+    it('refuses a file larger than it ever writes, at once, not reading back through it', async () => {
+      // Sparse: a terabyte of holes, which reading back for the last
+      // line would take hours to cross.
+      const handle = await open(join(dir, 'journal.jsonl'), 'w');
+      await handle.truncate(2 ** 40);
+      await handle.close();
+      await assert.rejects(
+        Journal.open({ dir }),
+        /more than this journal ever writes/,
+      );
     });
   });
 
