@@ -142,6 +142,19 @@ export interface AgentOptions {
   versionProblem?: string;
 }
 
+/**
+ * A local check (battery, busy, window) that refuses a pending install
+ * for now; thrown by `verifyPending`, answered as waiting.
+ */
+export class PreconditionError extends ClientError {
+  constructor(
+    readonly check: string,
+    readonly reason: string,
+  ) {
+    super('PRECONDITION', `${check}: ${reason}`);
+  }
+}
+
 export type CycleOutcome =
   | {
       outcome: 'refused';
@@ -650,6 +663,14 @@ export class Agent {
       } catch (err) {
         if (err instanceof ClientError && err.code === 'INTEGRITY') {
           return this.#installFailed(deployment, message(err));
+        }
+        if (err instanceof PreconditionError) {
+          await this.#record('precondition-refused', {
+            deployment,
+            check: err.check,
+            reason: `${err.check}: ${err.reason}`,
+          });
+          return { outcome: 'waiting', check: err.check, reason: err.reason };
         }
         return {
           outcome: 'retry-later',

@@ -5,10 +5,19 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Agent, PROGRESS_FILE, type Installer } from '../agent/agent.js';
+import {
+  Agent,
+  PreconditionError,
+  PROGRESS_FILE,
+  type Installer,
+} from '../agent/agent.js';
 import { FolderInstaller } from '../agent/folder-installer.js';
 import { Journal } from '../agent/journal.js';
-import { DeferralStore, defaultPreconditions } from '../agent/preconditions.js';
+import {
+  DeferralStore,
+  defaultPreconditions,
+  runPreconditions,
+} from '../agent/preconditions.js';
 import {
   DeviceState,
   readRegularFile,
@@ -231,6 +240,20 @@ export async function openDevice(
                   `this device would take ${decision.target.path}, not ` +
                     `${d.targetPath}: ${decision.reason}`,
                 );
+              }
+              // The local checks again, on the config this step read:
+              // battery, busy lock, window. Space was the download's; the
+              // deferrals are the network step's record, not evidence.
+              const local = preconditions.filter(
+                (c) => c.name !== 'storage' && c.name !== 'deferral',
+              );
+              const checked = await runPreconditions(local, {
+                target: { path: d.targetPath, length: d.length },
+                critical: decision.release.critical,
+                buildDate: new Date(config.buildDate),
+              });
+              if (!checked.ok) {
+                throw new PreconditionError(checked.check, checked.reason);
               }
               if (decision.release.version !== d.version) {
                 throw new ClientError(

@@ -263,7 +263,9 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
             : `${result.outcome}: ${'reason' in result ? result.reason : ''}`;
         print(io, g.json, result, words);
         if (result.outcome === 'refused') setCode(1);
-        if (result.outcome === 'retry-later') setCode(3);
+        if (result.outcome === 'retry-later' || result.outcome === 'waiting') {
+          setCode(3);
+        }
       } finally {
         await device.close();
       }

@@ -215,6 +215,25 @@ describe('tufota-device with A/B slots (file bootloader)', () => {
     );
     assert.match(again.out, /trusting .* in .*trust\/root\.json/);
     assert.match(again.out, /metadata\/root\.json already exists/);
+    // The install step runs the local checks again itself: on a battery
+    // at 8% it waits (exit 3), the deployment still pending.
+    await writeFile(join(home, 'battery'), '8\n');
+    const low = join(home, 'low-battery.json');
+    await writeFile(
+      low,
+      JSON.stringify({
+        ...slotDeviceConfig(home, server, 'unit-1'),
+        battery: { minPercent: 50, file: 'battery' },
+      }),
+    );
+    let out = '';
+    const lowCode = await run(['--config', low, 'install'], {
+      out: (x) => void (out += x),
+      err: (x) => void (out += x),
+    });
+    assert.equal(lowCode, 3, out);
+    assert.match(out, /waiting: .*8%|waiting: .*battery/);
+    assert.match((await device('status')).out, /^installing/);
     const installed = await device('install');
     assert.equal(installed.code, 0, installed.out + installed.err);
     assert.match(installed.out, /awaiting-reboot/);
