@@ -603,8 +603,20 @@ export class Repository {
     const out: ListedTarget[] = [];
     for (const role of [...names].sort()) {
       const signed = await this.workingTargets(role);
-      const pending = this.hasDraft(role);
+      const drafted = this.hasDraft(role);
+      // In a drafted role only what the draft adds or changes is pending;
+      // what it carries over unchanged is published already.
+      const published =
+        drafted && this.publishedRoles().includes(role)
+          ? (await this.publishedTargets(role)).signed.targets
+          : {};
       for (const target of Object.values(signed.targets)) {
+        const before = published[target.path] as TargetFile | undefined;
+        const pending =
+          drafted &&
+          (!before ||
+            JSON.stringify(before.toJSON()) !==
+              JSON.stringify(target.toJSON()));
         out.push({ role, target, pending });
       }
     }

@@ -377,6 +377,15 @@ describe('the tufota command line', function () {
       );
       const listed = await cliJson<Listed[]>([...at, 'targets', 'list']);
       assert.ok(listed.every((l) => !l.pending));
+      // A new draft marks only what it adds, not what it carries over.
+      await writeFile(join(files, 'e.bin'), 'a fifth target\n');
+      await cliOk([...at, 'targets', 'add', join(files, 'e.bin')]);
+      const drafted = await cliJson<Listed[]>([...at, 'targets', 'list']);
+      assert.deepEqual(
+        drafted.filter((l) => l.pending).map((l) => l.path),
+        ['images/e.bin'],
+      );
+      await cliOk([...at, 'discard', 'releases']);
     });
 
     it('says there is nothing to publish when nothing changed, and writes nothing', async () => {
