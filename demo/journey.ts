@@ -297,7 +297,8 @@ export async function runJourney(
 
   try {
     const made = await step(
-      'create a repository (root 2 of 3) with sealed keys, a private CA, and tufota serve over HTTPS',
+      'create a repository (root 2 of 3) with sealed keys, a private CA, ' +
+        'and tufota serve over HTTPS',
       async () => {
         await requireBuild();
         const init = await tufota(
@@ -359,7 +360,10 @@ export async function runJourney(
           `GET /api/v1/status answered ${health.status}`,
         );
         return [
-          `roles: ${status.roles.map((r) => `${r.role} ${r.threshold} of ${r.keyids.length}`).join(', ')}`,
+          'roles: ' +
+            status.roles
+              .map((r) => `${r.role} ${r.threshold} of ${r.keyids.length}`)
+              .join(', '),
           'root and targets keys sealed with one passphrase, online keys ' +
             '(releases, rollouts, snapshot, timestamp) with another: the ' +
             'server is given only that one',
@@ -398,7 +402,9 @@ export async function runJourney(
           );
           lines.push(
             `${image}: /etc/os-release ${spec.version}, ` +
-              `${spec.healthy ? 'health marker' : 'no health marker (its health check will fail)'}, ` +
+              (spec.healthy
+                ? 'health marker, '
+                : 'no health marker (its health check will fail), ') +
               `sha256 ${(await sha256File(image)).slice(0, 16)}…`,
           );
         }
@@ -408,7 +414,8 @@ export async function runJourney(
     if (!built) return { ok: false, steps, paths };
 
     const provisioned = await step(
-      `provision a device (${bootloader} bootloader): slot A holds 1.0.0 as known-good, slot B is empty`,
+      `provision a device (${bootloader} bootloader): slot A holds 1.0.0 ` +
+        'as known-good, slot B is empty',
       async () => {
         const added = await tufotaJson<{ credential: string }>(
           'device',
@@ -452,7 +459,8 @@ export async function runJourney(
     if (!provisioned) return { ok: false, steps, paths };
 
     const upgraded = await step(
-      'publish 1.1.0: the device verifies it, installs it into slot B, boots it on trial, checks its health and commits',
+      'publish 1.1.0: the device verifies it, installs it into slot B, ' +
+        'boots it on trial, checks its health and commits',
       async () => {
         const d = device!;
         const image = images.get('1.1.0')!;
@@ -503,7 +511,8 @@ export async function runJourney(
     if (!upgraded) return { ok: false, steps, paths };
 
     const fellBack = await step(
-      'publish 1.2.0 (signed, but broken): its health check fails, the device falls back to 1.1.0 and reports the rollback',
+      'publish 1.2.0 (signed, but broken): its health check fails, the ' +
+        'device falls back to 1.1.0 and reports the rollback',
       async () => {
         const published = await release('1.2.0', images.get('1.2.0')!);
         const checked = await expectDevice(
@@ -553,8 +562,10 @@ export async function runJourney(
           published.line,
           `$ ${checked.shown}\n  ${checked.out}`,
           `boot → slot ${trial.slot} on trial, running ${trial.version}`,
-          `$ ${judged.shown} (exit ${judged.code}: reboot into the known-good slot)\n  ${judged.out.split('\n')[0]}`,
-          `boot → slot ${back.slot}, running ${back.version}; status: ${status.out.split('\n')[0]}`,
+          `$ ${judged.shown} (exit ${judged.code}: reboot into the ` +
+            `known-good slot)\n  ${judged.out.split('\n')[0]}`,
+          `boot → slot ${back.slot}, running ${back.version}; ` +
+            `status: ${status.out.split('\n')[0]}`,
           `the server holds: rolled-back, deployment ${rolledBack!.deploymentId}` +
             (rolledBack!.reason ? `: ${rolledBack!.reason}` : ''),
           `the next check leaves 1.2.0 alone: ${again.out}`,
@@ -646,7 +657,11 @@ export async function runJourney(
         `$ ${checked.shown} (exit ${checked.code})\n  ${checked.out}`,
         'both slots are byte for byte as before',
         `the server holds: download-failed${failed!.reason ? `: ${failed!.reason}` : ''}`,
-        `tufota verify (an auditor's check) fails too: ${audit.output.split('\n').find((l) => /target|hash|length/i.test(l)) ?? audit.output.split('\n')[0]}`,
+        "tufota verify (an auditor's check) fails too: " +
+          (audit.output
+            .split('\n')
+            .find((l) => /target|hash|length/i.test(l)) ??
+            audit.output.split('\n')[0]),
         'the byte is put back: the repository is as published again',
       ].join('\n');
     }

@@ -363,7 +363,10 @@ export class Agent {
     });
     const target = decision.target.path;
     if (!answer.ok) return { ok: false, reason: answer.reason, target };
-    const reason = `deferred until ${answer.deferral.until} (${answer.deferral.count} of ${this.#o.deferrals.maxDeferrals})`;
+    const { count, until: to } = answer.deferral;
+    const reason =
+      `deferred until ${to} ` +
+      `(${count} of ${this.#o.deferrals.maxDeferrals})`;
     await this.#record('deferred', {
       target,
       targetVersion: decision.release.version,

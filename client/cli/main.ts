@@ -376,7 +376,8 @@ function buildProgram(io: DeviceIO, setCode: (code: number) => void): Command {
         io,
         g.json,
         result,
-        `booted slot ${result.slot} (${result.event})${result.fault ? `; fault: ${result.fault}` : ''}`,
+        `booted slot ${result.slot} (${result.event})` +
+          (result.fault ? `; fault: ${result.fault}` : ''),
       );
     });
 
