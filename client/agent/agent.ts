@@ -446,16 +446,11 @@ export class Agent {
     ) {
       return;
     }
-    const reason =
+    await this.#installFailed(
+      deployment,
       'the boot record no longer arms its trial (the record was lost or ' +
-      'rewritten); the known-good slot runs';
-    await this.#record('install-failed', { deployment, reason });
-    await this.#o.state.setDeployment({
-      ...deployment,
-      phase: 'failed',
-      failedStep: 'install',
-      updatedAt: this.#now.toISOString(),
-    });
+        'rewritten); the known-good slot runs',
+    );
   }
 
   /** Runs one cycle; never throws for a refusal, only for local faults. */

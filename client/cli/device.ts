@@ -17,6 +17,7 @@ import {
   DeferralStore,
   defaultPreconditions,
   runPreconditions,
+  type Precondition,
 } from '../agent/preconditions.js';
 import {
   DeviceState,
@@ -34,7 +35,7 @@ import { chooseUpdate } from '../agent/decide.js';
 import { checkCachedTarget } from '../update/reverify.js';
 import { createUpdater } from '../update/updater.js';
 import { runningVersion, type DeviceConfig } from './config.js';
-import { privilegeFor, type Privilege } from './privilege.js';
+import { privilegeFor, UNCHANGED, type Privilege } from './privilege.js';
 import { lockStateDir } from './state-lock.js';
 
 export interface OpenDevice {
@@ -58,11 +59,7 @@ export function slotsStateDir(config: DeviceConfig): string | undefined {
  */
 export function installerFor(
   config: DeviceConfig,
-  privilege: Privilege = {
-    dropped: false,
-    asRoot: (fn) => fn(),
-    asOwner: (fn) => fn(),
-  },
+  privilege: Privilege = UNCHANGED,
 ): Installer {
   const slots = config.slots;
   if (!slots) return new FolderInstaller(config.installDir!);
@@ -89,6 +86,80 @@ export function installerFor(
       }),
     acknowledge: (id) => privilege.asRoot(() => installer.acknowledge(id)),
   };
+}
+
+/**
+ * The install step's own check of a deployment read from the state
+ * record, before a byte is written: the chain verified again from its own
+ * root (reverify.ts), then what the metadata says, not the record: this
+ * device's rules, over every release the verified view lists, must pick
+ * this very target (hardware, channel, the newest, no step back) at the
+ * version the metadata gives, and the local checks must pass again.
+ */
+async function checkRecorded(
+  d: Deployment,
+  ctx: {
+    config: DeviceConfig;
+    privilege: Privilege;
+    trustedDir: string;
+    metadataDir: string;
+    version: string;
+    versionProblem: string | undefined;
+    preconditions: readonly Precondition[];
+  },
+): Promise<void> {
+  const { config, privilege } = ctx;
+  if (ctx.versionProblem) throw new ClientError('CONFIG', ctx.versionProblem);
+  const view = await privilege.asRoot(() =>
+    checkCachedTarget({
+      trustedDir: ctx.trustedDir,
+      cacheDir: ctx.metadataDir,
+      ...(privilege.ownerUid !== undefined
+        ? { cacheOwner: privilege.ownerUid }
+        : {}),
+      readAs: (read) => privilege.asOwner(read),
+      targetPath: d.targetPath,
+      length: d.length,
+      hashes: d.hashes,
+    }),
+  );
+  const decision = chooseUpdate(view.listed, {
+    hardware: config.hardware,
+    channel: config.channel,
+    version: ctx.version,
+  });
+  if (decision.action !== 'update') {
+    throw new ClientError(
+      'INTEGRITY',
+      `this device would not take ${d.targetPath}: ${decision.reason}`,
+    );
+  }
+  if (decision.target.path !== view.target.path) {
+    throw new ClientError(
+      'INTEGRITY',
+      `this device would take ${decision.target.path}, not ` +
+        `${d.targetPath}: ${decision.reason}`,
+    );
+  }
+  // Battery, busy lock, window, from the configuration this step read.
+  // Space was the download's; deferrals are the network step's record,
+  // not evidence.
+  const local = ctx.preconditions.filter(
+    (c) => c.name !== 'storage' && c.name !== 'deferral',
+  );
+  const checked = await runPreconditions(local, {
+    target: { path: d.targetPath, length: d.length },
+    critical: decision.release.critical,
+    buildDate: new Date(config.buildDate),
+  });
+  if (!checked.ok) throw new PreconditionError(checked.check, checked.reason);
+  if (decision.release.version !== d.version) {
+    throw new ClientError(
+      'INTEGRITY',
+      `${d.targetPath} is version ${decision.release.version} in the ` +
+        `verified metadata, not the recorded ${d.version}`,
+    );
+  }
 }
 
 /** How long closing waits for the server to take queued events. */
@@ -203,66 +274,16 @@ export async function openDevice(
       ...(versionProblem ? { versionProblem } : {}),
       ...(slotsDir
         ? {
-            verifyPending: async (d: Deployment) => {
-              if (versionProblem)
-                throw new ClientError('CONFIG', versionProblem);
-              const view = await privilege.asRoot(() =>
-                checkCachedTarget({
-                  trustedDir: join(slotsDir, 'trust'),
-                  cacheDir: metadataDir,
-                  ...(privilege.ownerUid !== undefined
-                    ? { cacheOwner: privilege.ownerUid }
-                    : {}),
-                  readAs: (read) => privilege.asOwner(read),
-                  targetPath: d.targetPath,
-                  length: d.length,
-                  hashes: d.hashes,
-                }),
-              );
-              // What the metadata says, not the record: this device's
-              // own rules, over every release the verified view lists,
-              // must pick this very target (hardware, channel, the newest,
-              // no step back), at the version the metadata gives.
-              const decision = chooseUpdate(view.listed, {
-                hardware: config.hardware,
-                channel: config.channel,
+            verifyPending: (d: Deployment) =>
+              checkRecorded(d, {
+                config,
+                privilege,
+                trustedDir: join(slotsDir, 'trust'),
+                metadataDir,
                 version,
-              });
-              if (decision.action !== 'update') {
-                throw new ClientError(
-                  'INTEGRITY',
-                  `this device would not take ${d.targetPath}: ${decision.reason}`,
-                );
-              }
-              if (decision.target.path !== view.target.path) {
-                throw new ClientError(
-                  'INTEGRITY',
-                  `this device would take ${decision.target.path}, not ` +
-                    `${d.targetPath}: ${decision.reason}`,
-                );
-              }
-              // The local checks again, on the config this step read:
-              // battery, busy lock, window. Space was the download's; the
-              // deferrals are the network step's record, not evidence.
-              const local = preconditions.filter(
-                (c) => c.name !== 'storage' && c.name !== 'deferral',
-              );
-              const checked = await runPreconditions(local, {
-                target: { path: d.targetPath, length: d.length },
-                critical: decision.release.critical,
-                buildDate: new Date(config.buildDate),
-              });
-              if (!checked.ok) {
-                throw new PreconditionError(checked.check, checked.reason);
-              }
-              if (decision.release.version !== d.version) {
-                throw new ClientError(
-                  'INTEGRITY',
-                  `${d.targetPath} is version ${decision.release.version} in ` +
-                    `the verified metadata, not the recorded ${d.version}`,
-                );
-              }
-            },
+                versionProblem,
+                preconditions,
+              }),
           }
         : {}),
     });

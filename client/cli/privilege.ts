@@ -34,7 +34,8 @@ export interface Privilege {
   asOwner<T>(fn: () => Promise<T>): Promise<T>;
 }
 
-const UNCHANGED: Privilege = {
+/** A process that switches nothing: not root, or on root's own folder. */
+export const UNCHANGED: Privilege = {
   dropped: false,
   asRoot: (fn) => fn(),
   asOwner: (fn) => fn(),

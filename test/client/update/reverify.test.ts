@@ -16,7 +16,10 @@ import {
 import { join } from 'node:path';
 import type { TargetFile } from '@tufjs/models';
 import { ClientError } from '../../../client/errors.js';
-import { checkCachedTarget } from '../../../client/update/reverify.js';
+import {
+  checkCachedTarget,
+  type CachedTargetCheck,
+} from '../../../client/update/reverify.js';
 import { createUpdater } from '../../../client/update/updater.js';
 import { publish } from '../../../src/repository/publish.js';
 import {
@@ -49,17 +52,30 @@ describe('checkCachedTarget', () => {
   };
   const check = async (
     trustedDir: string,
-    change: Partial<{ targetPath: string; length: number }> = {},
-    hashes = listed.hashes,
+    change: Partial<CachedTargetCheck> = {},
   ) =>
     checkCachedTarget({
       trustedDir,
       cacheDir: cache,
       targetPath: PATH,
       length: listed.length,
-      hashes,
+      hashes: listed.hashes,
       ...change,
     });
+  /** A copy of the network step's cache, all but the file `without`. */
+  const cacheWithout = async (without: string) => {
+    const copy = await tempDir('tufota-cache-copy-');
+    const names = ['timestamp.json', 'snapshot.json', 'targets.json'];
+    for (const name of [...names, 'releases.json']) {
+      if (name !== without) await copyFile(join(cache, name), join(copy, name));
+    }
+    await mkdir(join(copy, 'roots'));
+    for (const v of [2, 3]) {
+      const name = `${v}.root.json`;
+      await copyFile(join(cache, 'roots', name), join(copy, 'roots', name));
+    }
+    return copy;
+  };
 
   before(async () => {
     t = await createTestRepo();
@@ -113,7 +129,7 @@ describe('checkCachedTarget', () => {
     const dir = await trusted();
     const other = { ...listed.hashes, sha256: 'ab'.repeat(32) };
     for (const attempt of [
-      () => check(dir, {}, other),
+      () => check(dir, { hashes: other }),
       () => check(dir, { length: listed.length + 1 }),
       () => check(dir, { targetPath: 'images/fw-9.9.9.img' }),
       () => check(dir, { targetPath: 'rollouts/plan.json' }),
@@ -129,17 +145,7 @@ describe('checkCachedTarget', () => {
   });
 
   it('does not trust a cache that fails verification, and says so apart from a refusal', async () => {
-    const forged = await tempDir('tufota-cache-forged-');
-    for (const name of ['timestamp.json', 'snapshot.json', 'targets.json']) {
-      await copyFile(join(cache, name), join(forged, name));
-    }
-    await mkdir(join(forged, 'roots'));
-    for (const v of [2, 3]) {
-      await copyFile(
-        join(cache, 'roots', `${v}.root.json`),
-        join(forged, 'roots', `${v}.root.json`),
-      );
-    }
+    const forged = await cacheWithout('releases.json');
     // The releases role as the network step could rewrite it: another
     // hash for the image, signature left as it was.
     const releases = await readFile(join(cache, 'releases.json'), 'utf8');
@@ -147,13 +153,9 @@ describe('checkCachedTarget', () => {
       join(forged, 'releases.json'),
       releases.replace(listed.hashes.sha256, 'cd'.repeat(32)),
     );
-    const dir = await trusted();
     await assert.rejects(
-      checkCachedTarget({
-        trustedDir: dir,
+      check(await trusted(), {
         cacheDir: forged,
-        targetPath: PATH,
-        length: listed.length,
         hashes: { ...listed.hashes, sha256: 'cd'.repeat(32) },
       }),
       (err: unknown) =>
@@ -170,17 +172,7 @@ describe('checkCachedTarget', () => {
     );
   });
   it('reads no cached file through a link, from a FIFO, or of another owner', async () => {
-    const odd = await tempDir('tufota-cache-odd-');
-    for (const name of ['snapshot.json', 'targets.json', 'releases.json']) {
-      await copyFile(join(cache, name), join(odd, name));
-    }
-    await mkdir(join(odd, 'roots'));
-    for (const v of [2, 3]) {
-      await copyFile(
-        join(cache, 'roots', `${v}.root.json`),
-        join(odd, 'roots', `${v}.root.json`),
-      );
-    }
+    const odd = await cacheWithout('timestamp.json');
     const cases: [string, () => Promise<void>][] = [
       [
         'a link',
@@ -198,29 +190,17 @@ describe('checkCachedTarget', () => {
     for (const [what, plant] of cases) {
       await rm(join(odd, 'timestamp.json'), { force: true });
       await plant();
-      const dir = await trusted();
       await assert.rejects(
-        checkCachedTarget({
-          trustedDir: dir,
-          cacheDir: odd,
-          targetPath: PATH,
-          length: listed.length,
-          hashes: listed.hashes,
-        }),
+        check(await trusted(), { cacheDir: odd }),
         /safely|not a regular file/,
         what,
       );
     }
     await rm(join(odd, 'timestamp.json'), { force: true });
     await copyFile(join(cache, 'timestamp.json'), join(odd, 'timestamp.json'));
-    const dir = await trusted();
     await assert.rejects(
-      checkCachedTarget({
-        trustedDir: dir,
+      check(await trusted(), {
         cacheDir: odd,
-        targetPath: PATH,
-        length: listed.length,
-        hashes: listed.hashes,
         cacheOwner: process.getuid!() + 1,
       }),
       /not a regular file of the network step's own/,
