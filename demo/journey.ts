@@ -10,7 +10,14 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/cli/main.js';
 import type { CliIO } from '../src/cli/context.js';
@@ -118,6 +125,19 @@ async function sha256Prefix(path: string, length: number): Promise<string> {
     hash.update(chunk as Buffer);
   }
   return hash.digest('hex');
+}
+
+/** Inverts one byte of `file` in place; doing it twice restores it. */
+async function flipByte(file: string, offset: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    const one = Buffer.alloc(1);
+    await handle.read(one, 0, 1, offset);
+    await handle.write(Buffer.from([one[0] ^ 0xff]), 0, 1, offset);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 export async function runJourney(
@@ -574,7 +594,6 @@ export async function runJourney(
     );
     if (!fellBack) return { ok: false, steps, paths };
 
-    let tampered: { file: string; offset: number; byte: number } | undefined;
     const refused = await step(
       "refuse a tampered copy: one byte of 1.3.0 changed in the server's storage",
       async () => {
@@ -592,79 +611,60 @@ export async function runJourney(
           'images',
           `${published.hashes.sha256}.rootfs-1.3.0.ext4`,
         );
-        const handle = await open(file, 'r+');
+        const offset = Math.floor((await stat(file)).size / 2);
+        await flipByte(file, offset);
         try {
-          const { size } = await handle.stat();
-          const offset = Math.floor(size / 2);
-          const one = Buffer.alloc(1);
-          await handle.read(one, 0, 1, offset);
-          tampered = { file, offset, byte: one[0] };
-          await handle.write(Buffer.from([one[0] ^ 0xff]), 0, 1, offset);
-          await handle.sync();
+          const d = device!;
+          const before = [
+            await sha256File(d.slots.a),
+            await sha256File(d.slots.b),
+          ];
+          const checked = await expectDevice(
+            ['check'],
+            1,
+            /refused/,
+            'the tampered image was not refused',
+          );
+          const after = [
+            await sha256File(d.slots.a),
+            await sha256File(d.slots.b),
+          ];
+          expect(
+            before[0] === after[0] && before[1] === after[1],
+            'a slot changed although the image was refused',
+          );
+          const failed = await eventMatching(
+            (e) => e.type === 'download-failed' && e.targetVersion === '1.3.0',
+          );
+          expect(
+            failed !== undefined,
+            'the server holds no download-failed event for 1.3.0',
+          );
+          const audit = await tufota('verify');
+          expect(
+            audit.code !== 0,
+            'tufota verify did not notice the changed file',
+          );
+          return [
+            published.line,
+            `changed one byte at offset ${offset} of ${file}`,
+            `$ ${checked.shown} (exit ${checked.code})\n  ${checked.out}`,
+            'both slots are byte for byte as before',
+            `the server holds: download-failed${failed!.reason ? `: ${failed!.reason}` : ''}`,
+            "tufota verify (an auditor's check) fails too: " +
+              (audit.output
+                .split('\n')
+                .find((l) => /target|hash|length/i.test(l)) ??
+                audit.output.split('\n')[0]),
+            'the byte is put back: the repository is as published again',
+          ].join('\n');
         } finally {
-          await handle.close();
-        }
-        try {
-          return await refusedWhileTampered(published.line, file);
-        } finally {
-          await restore();
+          // Flipped back: the repository is left as it was published.
+          await flipByte(file, offset);
         }
       },
     );
     if (!refused) return { ok: false, steps, paths };
-
-    async function restore(): Promise<void> {
-      if (!tampered) return;
-      // The repository is left as it was published.
-      const handle = await open(tampered.file, 'r+');
-      try {
-        await handle.write(Buffer.from([tampered.byte]), 0, 1, tampered.offset);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-    }
-
-    async function refusedWhileTampered(
-      line: string,
-      file: string,
-    ): Promise<string> {
-      const d = device!;
-      const before = [await sha256File(d.slots.a), await sha256File(d.slots.b)];
-      const checked = await expectDevice(
-        ['check'],
-        1,
-        /refused/,
-        'the tampered image was not refused',
-      );
-      const after = [await sha256File(d.slots.a), await sha256File(d.slots.b)];
-      expect(
-        before[0] === after[0] && before[1] === after[1],
-        'a slot changed although the image was refused',
-      );
-      const failed = await eventMatching(
-        (e) => e.type === 'download-failed' && e.targetVersion === '1.3.0',
-      );
-      expect(
-        failed !== undefined,
-        'the server holds no download-failed event for 1.3.0',
-      );
-      const audit = await tufota('verify');
-      expect(audit.code !== 0, 'tufota verify did not notice the changed file');
-      return [
-        line,
-        `changed one byte at offset ${tampered!.offset} of ${file}`,
-        `$ ${checked.shown} (exit ${checked.code})\n  ${checked.out}`,
-        'both slots are byte for byte as before',
-        `the server holds: download-failed${failed!.reason ? `: ${failed!.reason}` : ''}`,
-        "tufota verify (an auditor's check) fails too: " +
-          (audit.output
-            .split('\n')
-            .find((l) => /target|hash|length/i.test(l)) ??
-            audit.output.split('\n')[0]),
-        'the byte is put back: the repository is as published again',
-      ].join('\n');
-    }
 
     await step(
       'tufota verify checks every signed version from 1.root.json and every image',
